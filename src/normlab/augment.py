@@ -1,0 +1,59 @@
+"""Batched tensor augmentations on uint8 image batches (N, 3, H, W): no per-sample Python.
+
+Each takes a ``torch.Generator`` so that a seed fixes every random choice.
+"""
+from __future__ import annotations
+
+import torch
+
+from .models.common import CIFAR_MEAN
+
+
+def flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Mirror a random half of the images left-right."""
+    mask = torch.rand(x.shape[0], generator=gen, device=x.device) < 0.5
+    return torch.where(mask.view(-1, 1, 1, 1), x.flip(3), x)
+
+
+def crop(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
+    """Random translation by up to ``pad`` pixels each way: reflect-pad, then take a random HxW window."""
+    if pad <= 0:
+        return x
+    n, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x.float() if x.dtype == torch.uint8 else x, (pad,) * 4,
+                                     mode="reflect").to(x.dtype)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    idx_n = torch.arange(n, device=x.device)[:, None, None, None]
+    idx_c = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[idx_n, idx_c, rows, cols]
+
+
+def cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    """Fill one random ``size`` x ``size`` square per image (clipped at the border) with the mean colour."""
+    if size <= 0:
+        return x
+    n, _, h, w = x.shape
+    cy = torch.randint(0, h, (n,), generator=gen, device=x.device)
+    cx = torch.randint(0, w, (n,), generator=gen, device=x.device)
+    ys = torch.arange(h, device=x.device)
+    xs = torch.arange(w, device=x.device)
+    top, left = cy - size // 2, cx - size // 2
+    inside_y = (ys[None] >= top[:, None]) & (ys[None] < top[:, None] + size)
+    inside_x = (xs[None] >= left[:, None]) & (xs[None] < left[:, None] + size)
+    mask = (inside_y[:, :, None] & inside_x[:, None, :])[:, None]
+    scale = 255 if x.dtype == torch.uint8 else 1
+    fill = (torch.tensor(CIFAR_MEAN, device=x.device) * scale).round().to(x.dtype).view(1, 3, 1, 1)
+    return torch.where(mask, fill, x)
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, *, do_flip: bool, crop_pad: int, cutout_size: int) -> torch.Tensor:
+    if crop_pad:
+        x = crop(x, crop_pad, gen)
+    if do_flip:
+        x = flip(x, gen)
+    if cutout_size:
+        x = cutout(x, cutout_size, gen)
+    return x

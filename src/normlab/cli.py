@@ -1,0 +1,186 @@
+"""Command-line interface: argument parsing only; every command calls the plain Python API."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import NormlabError
+from .models import ARCHS
+from .norms import USER_NORMS
+from .recipes import RECIPES
+
+
+def _add_train_options(p: argparse.ArgumentParser, single: bool) -> None:
+    p.add_argument("--arch", default="s8", choices=list(ARCHS), help="architecture (default: s8)")
+    if single:
+        p.add_argument("--norm", default="bn", help=f"normalization: {', '.join(USER_NORMS)} (default: bn)")
+        p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--recipe", default="reference", help=f"training recipe: {', '.join(RECIPES)} (default: reference)")
+    p.add_argument("--epochs", type=int, help="override the recipe's epoch count")
+    p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    p.add_argument("--lr", type=float, help="override the recipe's (peak) learning rate")
+    p.add_argument("--train-size", type=int, help="train on the first N training images only")
+    p.add_argument("--val-size", type=int, default=0,
+                   help="hold out N training images and evaluate on them each epoch (test set only at the end)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
+    p.add_argument("--precision", default="auto",
+                   help="fp32, bf16, or auto: bf16 where the hardware has it, else fp32 (default: auto)")
+    p.add_argument("--data-dir", help="folder with cifar-10-batches-py/ or cifar-10-python.tar.gz "
+                                      "(default: $NORMLAB_DATA, else ./data; downloaded if missing)")
+    p.add_argument("--out", help="run folder" + (" (default: runs/<arch>-<norm>-<recipe>-seed<seed>)" if single
+                                                 else " holding one folder per run (default: runs/compare-<arch>-<recipe>)"))
+    p.add_argument("--no-budget", action="store_true", help="allow more than 50,000 parameters or 20 epochs")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run instead of refusing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="normlab", description="Train and compare small CIFAR-10 classifiers "
+                                     "that differ only in their normalization layer (BN, GN, LN).")
+    parser.add_argument("--version", action="version", version=f"normlab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train one model and write its run folder")
+    _add_train_options(p, single=True)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last finished epoch")
+
+    p = sub.add_parser("compare", help="train one model per norm (and seed) and write a comparison report")
+    p.add_argument("--norms", default="bn,gn,ln", help="comma-separated norms (default: bn,gn,ln)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
+    _add_train_options(p, single=False)
+
+    p = sub.add_parser("evaluate", help="test accuracy, per-class accuracy and confusion matrix of a trained model")
+    p.add_argument("path", help="run folder or .safetensors weights file")
+    p.add_argument("--data-dir", help="CIFAR-10 folder (as for train)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the numbers as JSON")
+
+    p = sub.add_parser("predict", help="classify image files with a trained model")
+    p.add_argument("path", help="run folder or .safetensors weights file")
+    p.add_argument("images", nargs="+", help="image files (any size; resized to 32x32)")
+    p.add_argument("--top", type=int, default=3, help="classes to show per image (default: 3)")
+
+    p = sub.add_parser("summary", help="layer table: output shape, parameters, receptive field")
+    p.add_argument("--arch", default="s8", choices=list(ARCHS))
+    p.add_argument("--norm", default="bn")
+    return parser
+
+
+def cmd_train(a) -> None:
+    from .engine import TrainConfig, train
+
+    cfg = TrainConfig(arch=a.arch, norm=a.norm, recipe=a.recipe, seed=a.seed, epochs=a.epochs,
+                      batch_size=a.batch_size, lr=a.lr, train_size=a.train_size, val_size=a.val_size,
+                      device=a.device, precision=a.precision, data_dir=a.data_dir, out=a.out,
+                      budget=not a.no_budget, resume=a.resume, overwrite=a.overwrite, progress=not a.no_progress)
+    _validate_norm(a.norm)
+    r = train(cfg)
+    print(f"done: train {r['train_acc']:.2f}%  test {r['test_acc']:.2f}%  in {r['seconds']:.0f} s "
+          f"({r['images_per_second']:,.0f} img/s) -> {cfg.out or cfg.default_out()}")
+
+
+def _validate_norm(norm: str) -> None:
+    if norm not in USER_NORMS:
+        raise NormlabError(f"unknown norm {norm!r}; choose one of {', '.join(USER_NORMS)}")
+
+
+def cmd_compare(a) -> None:
+    from .engine import TrainConfig
+    from .study import compare, parse_list
+
+    norms = parse_list(a.norms, "norms", USER_NORMS)
+    seeds = parse_list(a.seeds, "seeds", cast=int)
+    out = Path(a.out or f"runs/compare-{a.arch}-{a.recipe}")
+    base = TrainConfig(arch=a.arch, recipe=a.recipe, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+                       train_size=a.train_size, val_size=a.val_size, device=a.device, precision=a.precision,
+                       data_dir=a.data_dir, budget=not a.no_budget, overwrite=a.overwrite,
+                       progress=not a.no_progress)
+    results = compare(base, norms, seeds, out)
+    for r in results:
+        print(f"{r['norm']} seed {r['seed']}: train {r['train_acc']:.2f}%  test {r['test_acc']:.2f}%  {r['seconds']:.0f} s")
+
+
+def cmd_evaluate(a) -> None:
+    import torch
+
+    from .data import load_cifar10
+    from .engine import evaluate, load_model, resolve_device
+    from .metrics import confusion_matrix, per_class_accuracy
+
+    model = load_model(a.path)
+    data = load_cifar10(a.data_dir)
+    device = resolve_device(a.device)
+    r = evaluate(model.to(device), data.test_x, data.test_y, device, "fp32")
+    cm = confusion_matrix(data.test_y, r["pred"])
+    out = {"test_acc": round(r["acc"], 2), "test_loss": round(r["loss"], 4),
+           "per_class_test_acc": dict(zip(data.classes, per_class_accuracy(cm))), "confusion_matrix": cm.tolist()}
+    if a.json:
+        print(json.dumps(out, indent=2))
+        return
+    print(f"test accuracy {out['test_acc']:.2f}%  (loss {out['test_loss']:.4f}, {len(data.test_y):,} images)")
+    print("\nper-class accuracy:")
+    for name, acc in out["per_class_test_acc"].items():
+        print(f"  {name:<11}{acc:6.2f}%")
+    print("\nconfusion matrix (rows: true, columns: predicted):")
+    print(" " * 11 + "".join(f"{c[:5]:>6}" for c in data.classes))
+    for name, row in zip(data.classes, cm.tolist()):
+        print(f"{name:<11}" + "".join(f"{v:>6}" for v in row))
+    del torch
+
+
+def cmd_predict(a) -> None:
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    from .data import CLASSES
+    from .engine import load_model
+
+    if a.top < 1:
+        raise NormlabError(f"--top must be at least 1, got {a.top}")
+    model = load_model(a.path)
+    for name in a.images:
+        try:
+            with Image.open(name) as im:
+                im = im.convert("RGB").resize((32, 32), Image.Resampling.BICUBIC)
+        except FileNotFoundError:
+            raise NormlabError(f"{name}: file not found") from None
+        except (UnidentifiedImageError, OSError) as exc:
+            raise NormlabError(f"{name}: not an image Pillow can read ({exc.__class__.__name__}); "
+                               "pass a PNG, JPEG or other image file") from None
+        x = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(32, 32, 3).permute(2, 0, 1)
+        with torch.inference_mode():
+            probs = model(x[None].float() / 255).softmax(1)[0]
+        top = probs.topk(min(a.top, 10))
+        print(f"{name}: " + ", ".join(f"{CLASSES[i]} {100 * float(p):.1f}%" for p, i in zip(top.values, top.indices)))
+
+
+def cmd_summary(a) -> None:
+    from .models import build_model
+    from .summary import format_table
+
+    print(format_table(build_model(a.arch, a.norm), f"{a.arch} with {a.norm}"))
+
+
+COMMANDS = {"train": cmd_train, "compare": cmd_compare, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "summary": cmd_summary}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except NormlabError as exc:
+        print(f"normlab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("normlab: interrupted; finished epochs are saved: rerun with --resume to continue", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""Training and evaluation: data on the device, batched augmentation, channels_last, mixed precision,
+per-epoch checkpoints. Readable in one sitting: ``train`` is the whole story.
+
+Reproducibility: the initial weights come from ``seed``; every epoch re-seeds its own random streams
+(shuffle order, augmentation, dropout) from (seed, epoch). A run resumed from its checkpoint therefore
+draws exactly the numbers an uninterrupted run would, and ends with the same metrics.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import __version__
+from .augment import augment
+from .data import Cifar10, load_cifar10
+from .errors import NormlabError
+from .metrics import accuracy, confusion_matrix, per_class_accuracy
+from .models import build_model, count_params
+from .recipes import Recipe, get_recipe, lr_factor
+from .runs import WEIGHTS, RunDir, atomic_write_bytes, atomic_write_json
+
+PARAM_BUDGET = 50_000
+EPOCH_BUDGET = 20
+EVAL_BATCH = 1000  # evaluation has no backward pass: large batches are cheaper per image
+SPLIT_SEED = 2024  # the validation split is the same for every run, whatever its seed
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "s8"
+    norm: str = "bn"
+    recipe: str = "reference"
+    seed: int = 0
+    epochs: int | None = None       # overrides the recipe's
+    batch_size: int | None = None   # overrides the recipe's
+    lr: float | None = None         # overrides the recipe's
+    train_size: int | None = None   # train on the first N training images (quick runs, tests)
+    val_size: int = 0               # hold out N training images; evaluate on them instead of the test set
+    device: str = "auto"
+    precision: str = "auto"
+    data_dir: str | None = None
+    out: str | None = None
+    budget: bool = True
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+
+    def run_settings(self, recipe: Recipe, device: str, precision: str) -> dict:
+        """What defines the run's numbers: saved in config.json and checked on --resume."""
+        return {"arch": self.arch, "norm": self.norm, "seed": self.seed, "train_size": self.train_size,
+                "val_size": self.val_size, "device": device, "precision": precision,
+                "recipe": recipe.to_dict(), "budget": self.budget}
+
+    def default_out(self) -> Path:
+        return Path("runs") / f"{self.arch}-{self.norm}-{self.recipe}-seed{self.seed}"
+
+
+# --- devices and precision -------------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise NormlabError("--device cuda: no CUDA GPU is visible to this torch build; use --device cpu")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise NormlabError("--device mps: Apple's MPS backend is not available here; use --device cpu")
+    if name not in ("cpu", "cuda", "mps"):
+        raise NormlabError(f"unknown device {name!r}; choose auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+def cpu_supports_bf16() -> bool:
+    """True where oneDNN has native bfloat16 kernels (AVX512-BF16 or AMX); elsewhere bf16 is emulated
+    and slower than float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    if name not in ("auto", "fp32", "bf16"):
+        raise NormlabError(f"unknown precision {name!r}; choose auto, fp32 or bf16")
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if cpu_supports_bf16() else "fp32"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def to_input(x_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> float32 in [0, 1], channels_last."""
+    return x_uint8.float().div_(255).contiguous(memory_format=torch.channels_last)
+
+
+def _generator(device: torch.device, seed: int) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return g
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 1_000_003 + epoch + 1
+
+
+# --- evaluation --------------------------------------------------------------------------------------
+@torch.inference_mode()
+def predict_logits(model: torch.nn.Module, x: torch.Tensor, device: torch.device, precision: str,
+                   batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """Logits (float32, on CPU) for uint8 images ``x``."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        with autocast(device, precision):
+            out.append(model(to_input(x[i:i + batch_size].to(device))).float().cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, 10)
+
+
+def evaluate(model, x, y, device, precision) -> dict:
+    logits = predict_logits(model, x, device, precision)
+    pred = logits.argmax(1)
+    return {"loss": float(F.cross_entropy(logits, y.cpu())), "acc": 100.0 * float((pred == y.cpu()).float().mean()),
+            "pred": pred, "logits": logits}
+
+
+# --- training ----------------------------------------------------------------------------------------
+def split(data: Cifar10, train_size: int | None, val_size: int):
+    """Training images (the first ``train_size``), and the held-out set: the last ``val_size`` training
+    images of a fixed shuffle when asked for, the test set otherwise."""
+    n = len(data.train_x)
+    if val_size < 0 or val_size >= n:
+        raise NormlabError(f"--val-size must be between 0 and {n - 1}, got {val_size}")
+    train_x, train_y = data.train_x, data.train_y
+    held = ("test", data.test_x, data.test_y)
+    if val_size:
+        order = torch.randperm(n, generator=_generator(torch.device("cpu"), SPLIT_SEED))
+        held = ("val", train_x[order[-val_size:]], train_y[order[-val_size:]])
+        train_x, train_y = train_x[order[:-val_size]], train_y[order[:-val_size]]
+    if train_size is not None:
+        if not 1 <= train_size <= len(train_x):
+            raise NormlabError(f"--train-size must be between 1 and {len(train_x)}, got {train_size}")
+        train_x, train_y = train_x[:train_size], train_y[:train_size]
+    return train_x, train_y, held
+
+
+def check_budget(params: int, epochs: int, arch: str, norm: str) -> None:
+    if params > PARAM_BUDGET:
+        raise NormlabError(f"{arch}/{norm} has {params:,} parameters, over the {PARAM_BUDGET:,} budget; "
+                           "pass --no-budget to train it anyway")
+    if epochs > EPOCH_BUDGET:
+        raise NormlabError(f"{epochs} epochs is over the {EPOCH_BUDGET}-epoch budget; pass --no-budget to "
+                           "train longer anyway")
+
+
+def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                           nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+
+
+def train_epoch(model, opt, recipe, x_all, y_all, *, epoch, seed, device, precision, bar) -> dict:
+    n = len(x_all)
+    steps = math.ceil(n / recipe.batch_size)
+    total_steps = steps * recipe.epochs
+    torch.manual_seed(_epoch_seed(seed, epoch))  # dropout
+    gen = _generator(device, _epoch_seed(seed, epoch))  # shuffle and augmentation
+    perm = torch.randperm(n, generator=gen, device=device)
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    for i in range(steps):
+        idx = perm[i * recipe.batch_size:(i + 1) * recipe.batch_size]
+        xb = augment(x_all[idx], gen, do_flip=recipe.flip, crop_pad=recipe.crop_pad, cutout_size=recipe.cutout)
+        yb = y_all[idx]
+        for group in opt.param_groups:
+            group["lr"] = recipe.lr * lr_factor(recipe, epoch * steps + i, total_steps, steps)
+        with autocast(device, precision):
+            logits = model(to_input(xb))
+            loss = F.cross_entropy(logits.float(), yb, label_smoothing=recipe.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.detach() * len(idx)
+        correct += (logits.detach().argmax(1) == yb).sum()
+        if bar is not None:
+            bar.update(len(idx))
+            if i % 20 == 0 or i == steps - 1:
+                seen = min(n, (i + 1) * recipe.batch_size)
+                bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}", acc=f"{100.0 * float(correct) / seen:.2f}")
+    if not torch.isfinite(loss_sum):
+        raise NormlabError(f"training diverged at epoch {epoch + 1} (loss is not finite); lower --lr")
+    return {"train_loss": float(loss_sum) / n, "train_acc": 100.0 * float(correct) / n}
+
+
+def train(cfg: TrainConfig, data: Cifar10 | None = None, log=print) -> dict:
+    """Train one model as ``cfg`` says, write its run folder, and return its results."""
+    recipe = get_recipe(cfg.recipe, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr)
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.arch, cfg.norm)
+    params = count_params(model)
+    if cfg.budget:
+        check_budget(params, recipe.epochs, cfg.arch, cfg.norm)
+    run = RunDir(cfg.out or cfg.default_out())
+    settings = cfg.run_settings(recipe, device.type, precision)
+    resuming = run.prepare(settings, resume=cfg.resume, overwrite=cfg.overwrite)
+
+    data = data or load_cifar10(cfg.data_dir)
+    train_x, train_y, (held_name, held_x, held_y) = split(data, cfg.train_size, cfg.val_size)
+    train_x, train_y = train_x.to(device), train_y.to(device)
+    model = model.to(device, memory_format=torch.channels_last)
+    opt = make_optimizer(model, recipe)
+    start = 0
+    if resuming:
+        state = run.load_checkpoint()
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start = int(state["epoch"])
+        run.truncate_metrics(start)
+        log(f"resuming {run.path} after epoch {start}/{recipe.epochs}")
+    log(f"{cfg.arch}/{cfg.norm}: {params:,} parameters | recipe {recipe.name} | {len(train_x):,} training "
+        f"images | device {device.type} | {precision} | run folder {run.path}")
+
+    for epoch in range(start, recipe.epochs):
+        t0 = time.perf_counter()
+        bar = tqdm(total=len(train_x), desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="img",
+                   leave=False, disable=not cfg.progress, dynamic_ncols=True)
+        row = train_epoch(model, opt, recipe, train_x, train_y, epoch=epoch, seed=cfg.seed,
+                          device=device, precision=precision, bar=bar)
+        bar.close()
+        train_seconds = time.perf_counter() - t0
+        held = evaluate(model, held_x, held_y, device, precision)
+        row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], **row,
+               f"{held_name}_loss": held["loss"], f"{held_name}_acc": held["acc"],
+               "seconds": time.perf_counter() - t0, "train_seconds": train_seconds,
+               "images_per_second": len(train_x) / train_seconds}
+        run.append_metrics(row)
+        run.save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict()})
+        log(f"epoch {epoch + 1:>2}/{recipe.epochs}  loss {row['train_loss']:.4f}  train {row['train_acc']:.2f}%  "
+            f"{held_name} loss {held['loss']:.4f}  {held_name} {held['acc']:.2f}%  "
+            f"{row['images_per_second']:,.0f} img/s  {row['seconds']:.1f} s")
+
+    return finish(run, model, cfg, recipe, params, data, device, precision, held_name)
+
+
+def finish(run: RunDir, model, cfg: TrainConfig, recipe: Recipe, params: int, data: Cifar10,
+           device: torch.device, precision: str, held_name: str) -> dict:
+    """Evaluate the final model on the test set, write weights, plots and (last) results.json."""
+    from . import report  # matplotlib is slow to import: only when a run finishes
+
+    rows = run.metrics()
+    test = evaluate(model, data.test_x, data.test_y, device, precision)
+    cm = confusion_matrix(data.test_y, test["pred"])
+    best = max(rows, key=lambda r: r[f"{held_name}_acc"])
+    train_seconds = sum(r["train_seconds"] for r in rows)
+    results = {
+        "arch": cfg.arch, "norm": cfg.norm, "recipe": recipe.name, "params": params, "epochs": recipe.epochs,
+        "seed": cfg.seed, "train_acc": round(rows[-1]["train_acc"], 2), "test_acc": round(test["acc"], 2),
+        "test_loss": round(test["loss"], 4),
+        f"best_{held_name}_acc": round(best[f"{held_name}_acc"], 2), "best_epoch": best["epoch"],
+        "per_class_test_acc": dict(zip(data.classes, per_class_accuracy(cm))),
+        "seconds": round(sum(r["seconds"] for r in rows), 1),
+        "images_per_second": round(sum(r["images_per_second"] * r["train_seconds"] for r in rows)
+                                   / train_seconds, 1),
+        "device": device.type, "precision": precision, "threads": torch.get_num_threads(),
+        "train_size": cfg.train_size, "val_size": cfg.val_size, "batch_size": recipe.batch_size,
+        "lr": recipe.lr, "torch": torch.__version__, "normlab": __version__,
+    }
+    if held_name == "val":
+        results["val_acc"] = round(rows[-1]["val_acc"], 2)
+    save_weights(model, run / WEIGHTS, cfg.arch, cfg.norm)
+    report.run_plots(run.path, rows, held_name, data, test["pred"], cm)
+    atomic_write_json(run / "confusion_matrix.json", {"classes": list(data.classes), "counts": cm.tolist()})
+    atomic_write_json(run / "results.json", results)
+    (run / "checkpoint.pt").unlink(missing_ok=True)
+    return results
+
+
+# --- weights -----------------------------------------------------------------------------------------
+def save_weights(model, path: Path, arch: str, norm: str) -> None:
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, save(tensors, metadata={"arch": arch, "norm": norm, "normlab": __version__}))
+
+
+def load_model(path: str | Path) -> torch.nn.Module:
+    """A trained model from a run folder or a ``.safetensors`` weights file, in eval mode. It maps float
+    images in [0, 1], (N, 3, 32, 32), to logits (N, 10)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / WEIGHTS
+    if not path.is_file():
+        raise NormlabError(f"{path}: no weights file here; pass a run folder or a .safetensors file")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise NormlabError(f"{path}: not a readable safetensors file ({exc})") from None
+    if "arch" not in meta or "norm" not in meta:
+        raise NormlabError(f"{path}: weights carry no arch/norm metadata; they were not written by normlab")
+    model = build_model(meta["arch"], meta["norm"])
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise NormlabError(f"{path}: weights do not fit {meta['arch']}/{meta['norm']} ({str(exc).splitlines()[0]})") from None
+    return model.eval()

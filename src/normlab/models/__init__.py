@@ -1,0 +1,33 @@
+"""Architecture registry: a name -> a function of the norm name returning an nn.Module."""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from ..errors import NormlabError
+from ..norms import USER_NORMS
+from .s8 import s8, s8_reference_ln
+
+ARCHS: dict[str, Callable[[str], nn.Module]] = {
+    "s8": s8,
+    "s8-reference-ln": s8_reference_ln,
+}
+# Architectures that exist for one norm only.
+ARCH_NORMS: dict[str, tuple[str, ...]] = {"s8-reference-ln": ("ln",)}
+
+
+def build_model(arch: str = "s8", norm: str = "bn") -> nn.Module:
+    """Build ``arch`` with ``norm`` layers. The module maps float images in [0, 1], (N, 3, 32, 32), to
+    logits (N, 10); input normalization is inside it."""
+    if arch not in ARCHS:
+        raise NormlabError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+    allowed = ARCH_NORMS.get(arch, USER_NORMS)
+    if norm not in allowed:
+        raise NormlabError(f"arch {arch!r} does not take norm {norm!r}; choose one of {', '.join(allowed)}")
+    return ARCHS[arch](norm)
+
+
+def count_params(model: nn.Module) -> int:
+    """Every parameter, trainable or frozen: the budgeted figure."""
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,61 @@
+"""One factory from a short name to a normalization layer (in the spirit of timm's create_norm_layer).
+
+Every architecture asks this module for its norm layers, so "the same model with another norm" is a
+one-word change and the parameter budget is the same for every norm:
+
+- ``bn``: BatchNorm2d. Statistics over (N, H, W) per channel; needs the batch; running stats at eval.
+- ``gn``: GroupNorm. Statistics per sample over (C/G, H, W); ``groups`` is chosen by the architecture.
+- ``ln``: Layer Norm for conv nets as budget-friendly as BN: per sample over (C, H, W), with one scale
+  and shift per channel (GroupNorm with one group). Same parameter count as BN and GN.
+- ``ln-elementwise``: ``nn.LayerNorm([C, H, W])``, a scale and shift for every element, as the
+  reference study used; it needs the spatial size and costs 2*C*H*W parameters.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from .errors import NormlabError
+
+
+def _batch(channels: int, groups: int | None, spatial: int | None) -> nn.Module:
+    return nn.BatchNorm2d(channels)
+
+
+def _group(channels: int, groups: int | None, spatial: int | None) -> nn.Module:
+    groups = groups or max(1, channels // 8)  # default: 8 channels per group
+    if channels % groups:
+        raise NormlabError(f"GroupNorm: {channels} channels do not split into {groups} groups")
+    return nn.GroupNorm(groups, channels)
+
+
+def _layer(channels: int, groups: int | None, spatial: int | None) -> nn.Module:
+    return nn.GroupNorm(1, channels)
+
+
+def _layer_elementwise(channels: int, groups: int | None, spatial: int | None) -> nn.Module:
+    if spatial is None:
+        raise NormlabError("ln-elementwise needs the feature map size (spatial=...)")
+    return nn.LayerNorm([channels, spatial, spatial])
+
+
+NORMS: dict[str, Callable[[int, int | None, int | None], nn.Module]] = {
+    "bn": _batch,
+    "gn": _group,
+    "ln": _layer,
+    "ln-elementwise": _layer_elementwise,
+}
+
+#: The norms users pick between on the command line (ln-elementwise is the reference's variant,
+#: reached through its own architecture).
+USER_NORMS = ("bn", "gn", "ln")
+
+
+def create_norm(name: str, channels: int, *, groups: int | None = None, spatial: int | None = None) -> nn.Module:
+    """Build the norm layer ``name`` for a feature map of ``channels`` channels."""
+    try:
+        factory = NORMS[name]
+    except KeyError:
+        raise NormlabError(f"unknown norm {name!r}; choose one of {', '.join(USER_NORMS)}") from None
+    return factory(channels, groups, spatial)

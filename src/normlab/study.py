@@ -1,0 +1,57 @@
+"""Studies: several runs that differ in one thing, trained one after another into one folder, then
+summarized in a report. Finished runs are reused; an interrupted one is resumed."""
+from __future__ import annotations
+
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+from .engine import TrainConfig, train
+from .errors import NormlabError
+from .norms import USER_NORMS
+from .runs import RunDir
+
+
+def parse_list(text: str, what: str, allowed=None, cast=str) -> list:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise NormlabError(f"--{what} is empty; give a comma-separated list")
+    try:
+        items = [cast(t) for t in items]
+    except ValueError:
+        raise NormlabError(f"--{what}: {text!r} is not a comma-separated list of {cast.__name__}s") from None
+    if allowed is not None:
+        bad = [t for t in items if t not in allowed]
+        if bad:
+            raise NormlabError(f"--{what}: unknown {', '.join(map(str, bad))}; choose from {', '.join(allowed)}")
+    return items
+
+
+def compare(base: TrainConfig, norms: list[str], seeds: list[int], out: Path, log=print) -> list[dict]:
+    """Train every (norm, seed) pair into ``out/<arch>-<norm>-seed<seed>`` and write ``out/report.md``."""
+    for norm in norms:
+        if norm not in USER_NORMS:
+            raise NormlabError(f"unknown norm {norm!r}; choose from {', '.join(USER_NORMS)}")
+    results, reused = [], []
+    for norm in norms:
+        for seed in seeds:
+            folder = out / f"{base.arch}-{norm}-seed{seed}"
+            run = RunDir(folder)
+            if run.finished and not base.overwrite:
+                results.append(run.results())
+                reused.append(folder.name)
+                continue
+            cfg = replace(base, norm=norm, seed=seed, out=str(folder), resume=True)
+            results.append(train(cfg, log=log))
+    if reused:
+        log(f"reused {len(reused)} finished run(s): {', '.join(reused)}")
+    from .report import compare_report
+    compare_report(out, results)
+    log(f"report: {out / 'report.md'}")
+    return results
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    if len(values) == 1:
+        return values[0], 0.0
+    return statistics.mean(values), statistics.stdev(values)
