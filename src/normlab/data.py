@@ -31,6 +31,7 @@ TEST_FILE = "test_batch"
 META_FILE = "batches.meta"
 ROWS_PER_BATCH = 10_000
 ENV_VAR = "NORMLAB_DATA"
+OFFLINE_VAR = "NORMLAB_OFFLINE"  # set to 1 to never download
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -50,7 +51,15 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
 
 
 # --- safe unpickling -------------------------------------------------------------------------------
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """Protocol-2 pickles written by Python 3 carry bytes as ``_codecs.encode(str, 'latin1')``."""
+    if encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"forbidden encoding {encoding!r}")
+    return text.encode("latin1")
+
+
 _ALLOWED = {
+    ("_codecs", "encode"): _latin1_encode,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     # numpy's array pickles name the reconstructor by its numpy 1.x path; numpy 2 moved it.
@@ -87,9 +96,10 @@ def _get(d: dict, key: str):
     return d.get(key.encode())
 
 
-def read_batch(path: str | os.PathLike, rows: int = ROWS_PER_BATCH) -> tuple[np.ndarray, np.ndarray]:
+def read_batch(path: str | os.PathLike, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read one batch file; return images uint8 (rows, 3, 32, 32) and labels int64 (rows,)."""
     path = Path(path)
+    rows = rows or ROWS_PER_BATCH
     d = _unpickle(path)
     if not isinstance(d, dict):
         raise NormlabError(f"{path}: expected a dict, found {type(d).__name__}")
@@ -168,6 +178,8 @@ def download(data_dir: Path) -> Path:
 def find(data_dir: str | os.PathLike | None = None, download_missing: bool = True) -> Path:
     """Return the folder holding the batch files, extracting or downloading the archive if needed."""
     root = resolve_data_dir(data_dir)
+    if os.environ.get(OFFLINE_VAR, "") not in ("", "0"):
+        download_missing = False
     if (root / TRAIN_FILES[0]).exists():  # pointed straight at cifar-10-batches-py/
         return root
     folder = root / FOLDER
@@ -182,7 +194,7 @@ def find(data_dir: str | os.PathLike | None = None, download_missing: bool = Tru
         archive = download(root)
     else:
         raise NormlabError(f"no CIFAR-10 in {root}: expected {FOLDER}/ or {ARCHIVE}; set --data-dir "
-                           f"or ${ENV_VAR}, or allow the download")
+                           f"or ${ENV_VAR}, or allow the download (unset ${OFFLINE_VAR})")
     safe_extract(archive, root)
     if not folder.is_dir():
         raise NormlabError(f"{archive}: holds no {FOLDER}/ folder")

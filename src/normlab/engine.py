@@ -269,7 +269,9 @@ def finish(run: RunDir, model, cfg: TrainConfig, recipe: Recipe, params: int, da
     from . import report  # matplotlib is slow to import: only when a run finishes
 
     rows = run.metrics()
-    test = evaluate(model, data.test_x, data.test_y, device, precision)
+    # The final test figure is always computed in float32, as `normlab evaluate` and users deploying the
+    # weights compute it, so a re-evaluation of the saved weights gives exactly the recorded number.
+    test = evaluate(model, data.test_x, data.test_y, device, "fp32")
     cm = confusion_matrix(data.test_y, test["pred"])
     best = max(rows, key=lambda r: r[f"{held_name}_acc"])
     train_seconds = sum(r["train_seconds"] for r in rows)

@@ -14,9 +14,25 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
 from torch import nn
 
 from .errors import NormlabError
+
+
+class GroupNorm(nn.GroupNorm):
+    """nn.GroupNorm with a faster path for bfloat16 channels_last input on the CPU.
+
+    PyTorch 2.13's CPU kernel for GroupNorm with more than one group is slow on bfloat16 channels_last
+    tensors (measured here: a whole S8-GN training step 1.2x faster when the norm alone runs on a
+    contiguous NCHW copy). Same parameters and state dict as nn.GroupNorm; same function.
+    """
+
+    def forward(self, x):
+        if (self.num_groups > 1 and x.dtype == torch.bfloat16 and x.device.type == "cpu"
+                and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)):
+            return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)
+        return super().forward(x)
 
 
 def _batch(channels: int, groups: int | None, spatial: int | None) -> nn.Module:
@@ -27,7 +43,7 @@ def _group(channels: int, groups: int | None, spatial: int | None) -> nn.Module:
     groups = groups or max(1, channels // 8)  # default: 8 channels per group
     if channels % groups:
         raise NormlabError(f"GroupNorm: {channels} channels do not split into {groups} groups")
-    return nn.GroupNorm(groups, channels)
+    return GroupNorm(groups, channels)
 
 
 def _layer(channels: int, groups: int | None, spatial: int | None) -> nn.Module:

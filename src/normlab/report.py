@@ -77,51 +77,117 @@ def _fmt(values: list[float], digits: int = 2) -> str:
 
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
-    m, s = mean_std(values)
-    return f"{m:.{digits}f} ± {s:.{digits}f}"
+    m, sd = mean_std(values)
+    return f"{m:.{digits}f} ± {sd:.{digits}f}"
 
 
-def compare_report(out: Path, results: list[dict]) -> None:
-    """``report.md`` for a comparison: a table per norm, overlaid curves, each run's plots."""
-    from .runs import atomic_write_text, read_jsonl
+def run_name(r: dict) -> str:
+    return f"{r['arch']}-{r['norm']}-seed{r['seed']}"
 
-    by_norm: dict[str, list[dict]] = {}
-    for r in results:
-        by_norm.setdefault(r["norm"], []).append(r)
-    held = "val" if any(r.get("val_size") for r in results) else "test"
-    first = results[0]
-    seeds = sorted({r["seed"] for r in results})
-    lines = [f"# {first['arch']}: {', '.join(by_norm)} compared", "",
-             f"Recipe `{first['recipe']}`, {first['epochs']} epochs, seeds {', '.join(map(str, seeds))}, "
-             f"{first['precision']} on {first['device']}, torch {first['torch']}. Accuracies in percent; "
-             "final epoch unless marked best" + (" (mean ± std over seeds)" if len(seeds) > 1 else "") + ".", "",
-             f"| norm | params | train acc | test acc | best {held} acc (epoch) | time (s) | images/s |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for norm, rs in by_norm.items():
-        best = ", ".join(f"{r[f'best_{held}_acc']:.2f} ({r['best_epoch']})" for r in rs)
-        lines.append(f"| {norm} | {rs[0]['params']:,} | {_fmt([r['train_acc'] for r in rs])} | "
-                     f"{_fmt([r['test_acc'] for r in rs])} | {best} | {_fmt([r['seconds'] for r in rs], 0)} | "
-                     f"{_fmt([r['images_per_second'] for r in rs], 0)} |")
-    # Overlaid curves, one line per run.
+
+def plot_overlaid_curves(out: Path, results: list[dict], held: str, path: Path) -> None:
+    """The 2x2 curves of every run on one figure, one colour per norm."""
+    from .runs import read_jsonl
+
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), constrained_layout=True)
     panels = [("train_loss", "Training loss"), ("train_acc", "Training accuracy (%)"),
               (f"{held}_loss", f"{held.capitalize()} loss"), (f"{held}_acc", f"{held.capitalize()} accuracy (%)")]
-    colors = dict(zip(by_norm, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    norms = list(dict.fromkeys(r["norm"] for r in results))
+    colors = dict(zip(norms, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    labelled = set()
     for r in results:
-        rows = read_jsonl(out / f"{r['arch']}-{r['norm']}-seed{r['seed']}" / "metrics.jsonl")
-        for ax, (key, label) in zip(axes.flat, panels):
-            ax.plot([x["epoch"] for x in rows], [x[key] for x in rows], color=colors[r["norm"]], alpha=0.85,
-                    label=f"{r['norm']} seed {r['seed']}")
-            ax.set_title(label)
+        rows = read_jsonl(out / run_name(r) / "metrics.jsonl")
+        label = None if r["norm"] in labelled else r["norm"]
+        labelled.add(r["norm"])
+        for ax, (key, title) in zip(axes.flat, panels):
+            ax.plot([x["epoch"] for x in rows], [x[key] for x in rows], color=colors[r["norm"]], alpha=0.8,
+                    label=label)
+            ax.set_title(title)
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
-    save_figure(fig, out / "curves.png", dpi=100)
+    axes[0, 0].legend()
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
-    lines += ["", "## Training curves", "", "![curves](curves.png)", "", "## Per run", "",
-              "| run | curves | misclassified | confusion |", "|---|---|---|---|"]
+
+
+def summary_rows(results: list[dict], held: str) -> list[dict]:
+    by_norm: dict[str, list[dict]] = {}
     for r in results:
-        name = f"{r['arch']}-{r['norm']}-seed{r['seed']}"
-        lines.append(f"| {name} | [curves]({name}/curves.png) | [misclassified]({name}/misclassified.png) | "
-                     f"[confusion]({name}/confusion.png) |")
-    atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
+        by_norm.setdefault(r["norm"], []).append(r)
+    rows = []
+    for norm, rs in by_norm.items():
+        rows.append({
+            "norm": norm, "runs": len(rs), "params": f"{rs[0]['params']:,}",
+            "train acc": _fmt([r["train_acc"] for r in rs]), "test acc": _fmt([r["test_acc"] for r in rs]),
+            f"best {held} acc (epoch)": ", ".join(f"{r[f'best_{held}_acc']:.2f} ({r['best_epoch']})" for r in rs),
+            "time (s)": _fmt([r["seconds"] for r in rs], 0),
+            "images/s": _fmt([r["images_per_second"] for r in rs], 0),
+        })
+    return rows
+
+
+def _md_table(rows: list[dict]) -> list[str]:
+    keys = list(rows[0])
+    return (["| " + " | ".join(keys) + " |", "|" + "|".join("---" if k == "norm" else "---:" for k in keys) + "|"]
+            + ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows])
+
+
+def compare_report(out: Path, results: list[dict], title: str | None = None, notes: list[str] | None = None) -> None:
+    """``report.md`` and a self-contained ``report.html`` (images embedded) for a comparison."""
+    from .runs import atomic_write_text
+
+    held = "val" if any(r.get("val_size") for r in results) else "test"
+    first = results[0]
+    seeds = sorted({r["seed"] for r in results})
+    title = title or f"{first['arch']}: {', '.join(dict.fromkeys(r['norm'] for r in results))} compared"
+    intro = (f"Recipe `{first['recipe']}`, {first['epochs']} epochs, seed{'s' if len(seeds) > 1 else ''} "
+             f"{', '.join(map(str, seeds))}, {first['precision']} on {first['device']} "
+             f"({first.get('threads', '?')} threads), torch {first['torch']}. Accuracies in percent at the final "
+             f"epoch{' (mean ± sample std over seeds)' if len(seeds) > 1 else ''}; the best epoch's {held} "
+             f"accuracy beside them. Test accuracy is computed in float32 from the saved weights.")
+    rows = summary_rows(results, held)
+    plot_overlaid_curves(out, results, held, out / "curves.png")
+    md = [f"# {title}", "", intro, ""] + _md_table(rows) + [""] + (notes or []) + [
+        "", "## Training curves", "", "![curves](curves.png)", "", "## Per run", ""]
+    for r in results:
+        name = run_name(r)
+        md += [f"### {name}: test {r['test_acc']:.2f}%", "",
+               f"![misclassified]({name}/misclassified.png) ![confusion]({name}/confusion.png)", ""]
+    atomic_write_text(out / "report.md", "\n".join(md) + "\n")
+    atomic_write_text(out / "report.html", render_html(out, title, intro, rows, results, notes or []))
+
+
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1180px;margin:2em auto;
+padding:0 1em;color:#1d232a;background:#fbfbfd}h1{margin-bottom:.2em}table{border-collapse:collapse;margin:1em 0}
+th,td{padding:.4em .8em;border-bottom:1px solid #dde;text-align:right}th:first-child,td:first-child{text-align:left}
+th{background:#eef1f6}.runs{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:1.2em}
+.card{background:#fff;border:1px solid #e3e6ee;border-radius:8px;padding:.8em}img{max-width:100%;height:auto}
+.note{color:#555}"""
+
+
+def _img(path: Path, alt: str) -> str:
+    import base64
+    from html import escape
+
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def render_html(out: Path, title: str, intro: str, rows: list[dict], results: list[dict], notes: list[str]) -> str:
+    from html import escape
+
+    head = "".join(f"<th>{escape(k)}</th>" for k in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
+    cards = []
+    for r in results:
+        name = run_name(r)
+        cards.append(f'<div class="card"><h3>{escape(name)}: test {r["test_acc"]:.2f}%</h3>'
+                     f'{_img(out / name / "curves.png", name + " curves")}'
+                     f'{_img(out / name / "misclassified.png", name + " misclassified")}'
+                     f'{_img(out / name / "confusion.png", name + " confusion matrix")}</div>')
+    note_html = "".join(f'<p class="note">{escape(n)}</p>' for n in notes)
+    return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body><h1>{escape(title)}</h1><p>{escape(intro)}</p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note_html}"
+            f"<h2>Training curves</h2>{_img(out / 'curves.png', 'training curves')}"
+            f"<h2>Per run</h2><div class=\"runs\">{''.join(cards)}</div></body></html>\n")

@@ -33,8 +33,8 @@ def compare(base: TrainConfig, norms: list[str], seeds: list[int], out: Path, lo
         if norm not in USER_NORMS:
             raise NormlabError(f"unknown norm {norm!r}; choose from {', '.join(USER_NORMS)}")
     results, reused = [], []
-    for norm in norms:
-        for seed in seeds:
+    for seed in seeds:  # seed-major: a study cut short still has every norm for its first seeds
+        for norm in norms:
             folder = out / f"{base.arch}-{norm}-seed{seed}"
             run = RunDir(folder)
             if run.finished and not base.overwrite:

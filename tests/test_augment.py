@@ -1,0 +1,45 @@
+import torch
+
+from normlab.augment import augment, crop, cutout, flip
+
+
+def _gen(seed=0):
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def _batch():
+    return torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=_gen(1))
+
+
+def test_flip_mirrors_some_and_keeps_others():
+    x = _batch()
+    y = flip(x, _gen())
+    flipped = (y == x.flip(3)).flatten(1).all(1)
+    kept = (y == x).flatten(1).all(1)
+    assert (flipped | kept).all() and flipped.any() and kept.any()
+
+
+def test_crop_is_a_translation_of_the_padded_image():
+    x = _batch()
+    y = crop(x, 4, _gen())
+    assert y.shape == x.shape and y.dtype == torch.uint8
+    padded = torch.nn.functional.pad(x.float(), (4,) * 4, mode="reflect").to(torch.uint8)
+    for i in range(4):
+        assert any((padded[i, :, dy:dy + 32, dx:dx + 32] == y[i]).all() for dy in range(9) for dx in range(9))
+
+
+def test_cutout_fills_a_square_with_the_mean_colour():
+    x = torch.zeros(8, 3, 32, 32, dtype=torch.uint8)
+    y = cutout(x, 8, _gen())
+    changed = (y != x).any(1)
+    assert changed.flatten(1).sum(1).max() <= 64 and changed.any()
+    assert y[:, 0][changed].unique().tolist() == [125]  # round(0.4914 * 255)
+
+
+def test_same_seed_same_augmentation():
+    x = _batch()
+    a = augment(x, _gen(5), do_flip=True, crop_pad=4, cutout_size=8)
+    b = augment(x, _gen(5), do_flip=True, crop_pad=4, cutout_size=8)
+    assert torch.equal(a, b)

@@ -1,0 +1,90 @@
+"""The command line as users run it: a subprocess, its output and exit code."""
+import json
+
+import pytest
+from PIL import Image
+
+from conftest import run_cli
+
+
+def _one_line_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("normlab: error: "), proc.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_help_and_version():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for cmd in ["train", "compare", "evaluate", "predict", "summary"]:
+        assert cmd in proc.stdout
+    assert run_cli("--version").stdout.startswith("normlab ")
+
+
+def test_summary_table():
+    proc = run_cli("summary", "--arch", "s8", "--norm", "gn")
+    assert proc.returncode == 0
+    assert "total parameters: 48,096" in proc.stdout
+    assert "GroupNorm" in proc.stdout and "global" in proc.stdout and "44x44" in proc.stdout
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["train", "--norm", "xn"], ["unknown norm 'xn'", "bn, gn, ln"]),
+    (["train", "--arch", "s8-reference-ln", "--norm", "ln"], ["111,568 parameters", "--no-budget"]),
+    (["train", "--epochs", "25"], ["25 epochs is over the 20-epoch budget"]),
+    (["train", "--recipe", "magic"], ["unknown recipe 'magic'"]),
+    (["train", "--precision", "fp8"], ["unknown precision 'fp8'"]),
+    (["train", "--batch-size", "0"], ["--batch-size must be at least 1"]),
+    (["compare", "--norms", "bn,xx"], ["--norms: unknown xx"]),
+    (["compare", "--seeds", "1,a"], ["--seeds"]),
+    (["evaluate", "no/such/run"], ["no weights file here"]),
+])
+def test_bad_input_is_a_one_line_error(tmp_path, args, fragments):
+    _one_line_error(run_cli(*args, cwd=tmp_path), *fragments)
+
+
+def test_missing_data_is_a_one_line_error(tmp_path):
+    proc = run_cli("train", "--data-dir", tmp_path / "empty", "--train-size", "10", cwd=tmp_path,
+                   env_extra={"NORMLAB_OFFLINE": "1"})
+    # Without the data and without a network the error must say where the data was looked for.
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "empty" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, real_data_dir):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    proc = run_cli("train", "--norm", "ln", "--train-size", "512", "--val-size", "200", "--epochs", "1",
+                   "--data-dir", real_data_dir, "--out", out, "--no-progress", "--precision", "fp32")
+    assert proc.returncode == 0, proc.stderr
+    assert "img/s" in proc.stdout and "done:" in proc.stdout
+    return out
+
+
+def test_finished_run_is_not_overwritten(tiny_run, real_data_dir):
+    before = (tiny_run / "results.json").read_text()
+    proc = run_cli("train", "--norm", "ln", "--train-size", "512", "--epochs", "1", "--data-dir", real_data_dir,
+                   "--out", tiny_run, "--no-progress")
+    _one_line_error(proc, "holds a finished run", "--overwrite")
+    assert (tiny_run / "results.json").read_text() == before
+
+
+def test_evaluate_matches_results(tiny_run, real_data_dir):
+    proc = run_cli("evaluate", tiny_run, "--data-dir", real_data_dir, "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["test_acc"] == json.loads((tiny_run / "results.json").read_text())["test_acc"]
+    assert len(out["confusion_matrix"]) == 10 and sum(map(sum, out["confusion_matrix"])) == 10_000
+
+
+def test_predict_any_size_image_and_refuse_non_images(tiny_run, tmp_path):
+    Image.new("RGB", (100, 60), (200, 30, 30)).save(tmp_path / "red.png")
+    proc = run_cli("predict", tiny_run, tmp_path / "red.png", "--top", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(str(tmp_path / "red.png")) and proc.stdout.count("%") == 2
+    (tmp_path / "notes.txt").write_text("not an image")
+    _one_line_error(run_cli("predict", tiny_run, tmp_path / "notes.txt"), "notes.txt: not an image")
+    _one_line_error(run_cli("predict", tiny_run, tmp_path / "missing.png"), "missing.png: file not found")

@@ -1,0 +1,92 @@
+"""Real (short) training runs on the real data."""
+import json
+
+import pytest
+import torch
+
+from normlab import TrainConfig, load_model, train
+from normlab import engine
+from normlab.data import load_cifar10
+from normlab.errors import NormlabError
+from normlab.runs import RunDir
+
+IGNORED = {"seconds", "train_seconds", "images_per_second"}  # timings differ run to run
+
+
+def _metrics(folder):
+    return [{k: v for k, v in row.items() if k not in IGNORED} for row in RunDir(folder).metrics()]
+
+
+def test_short_real_run_beats_chance(real_data_dir, tmp_path):
+    r = train(TrainConfig(norm="bn", train_size=10_000, epochs=2, lr=0.05, data_dir=str(real_data_dir),
+                          out=str(tmp_path / "run"), progress=False, precision="fp32"))
+    assert r["test_acc"] > 30, r  # chance is 10%
+    for name in ["config.json", "metrics.jsonl", "results.json", "model.safetensors", "curves.png",
+                 "misclassified.png", "confusion.png"]:
+        assert (tmp_path / "run" / name).is_file(), name
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    for key in ["arch", "norm", "recipe", "params", "epochs", "seed", "train_acc", "test_acc", "seconds",
+                "images_per_second", "device", "precision"]:
+        assert key in r
+    # The saved weights reproduce the recorded test accuracy.
+    data = load_cifar10(real_data_dir)
+    model = load_model(tmp_path / "run")
+    assert not model.training
+    acc = engine.evaluate(model, data.test_x, data.test_y, torch.device("cpu"), "fp32")["acc"]
+    assert round(acc, 2) == r["test_acc"]
+
+
+def _quick(tmp_path, name, **kw):
+    base = dict(norm="gn", train_size=1024, val_size=500, epochs=3, batch_size=64, out=str(tmp_path / name),
+                progress=False, precision="fp32")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_same_seed_same_metrics_and_resume_equals_uninterrupted(real_data_dir, tmp_path, monkeypatch):
+    data = load_cifar10(real_data_dir)
+    train(_quick(tmp_path, "a"), data=data, log=lambda *_: None)
+    train(_quick(tmp_path, "b"), data=data, log=lambda *_: None)
+    assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
+
+    real_epoch = engine.train_epoch
+
+    def interrupted(*args, epoch, **kw):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, epoch=epoch, **kw)
+
+    monkeypatch.setattr(engine, "train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(_quick(tmp_path, "c"), data=data, log=lambda *_: None)
+    assert RunDir(tmp_path / "c").interrupted and len(RunDir(tmp_path / "c").metrics()) == 2
+    monkeypatch.setattr(engine, "train_epoch", real_epoch)
+
+    with pytest.raises(NormlabError, match="interrupted run .2 epochs done.; pass --resume"):
+        train(_quick(tmp_path, "c"), data=data, log=lambda *_: None)
+    with pytest.raises(NormlabError, match="different settings .seed"):
+        train(_quick(tmp_path, "c", seed=1, resume=True), data=data, log=lambda *_: None)
+    train(_quick(tmp_path, "c", resume=True), data=data, log=lambda *_: None)
+    assert _metrics(tmp_path / "c") == _metrics(tmp_path / "a")
+    ra = json.loads((tmp_path / "a/results.json").read_text())
+    rc = json.loads((tmp_path / "c/results.json").read_text())
+    assert ra["test_acc"] == rc["test_acc"] and ra["val_acc"] == rc["val_acc"]
+
+    with pytest.raises(NormlabError, match="holds a finished run; pass --overwrite"):
+        train(_quick(tmp_path, "c"), data=data, log=lambda *_: None)
+
+
+def test_budget_guard(tmp_path):
+    with pytest.raises(NormlabError, match="111,568 parameters, over the 50,000 budget; pass --no-budget"):
+        train(TrainConfig(arch="s8-reference-ln", norm="ln", out=str(tmp_path / "x")))
+    with pytest.raises(NormlabError, match="21 epochs is over the 20-epoch budget"):
+        train(TrainConfig(epochs=21, out=str(tmp_path / "y")))
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_bf16_and_augmented_recipe_run(real_data_dir, tmp_path):
+    if engine.resolve_precision("auto", torch.device("cpu")) != "bf16":
+        pytest.skip("this CPU has no native bfloat16")
+    r = train(_quick(tmp_path, "bf", norm="ln", precision="bf16", epochs=1, recipe="reference-decay"),
+              log=lambda *_: None, data=load_cifar10(real_data_dir))
+    assert r["precision"] == "bf16" and r["epochs"] == 1

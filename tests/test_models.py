@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+from normlab import build_model, count_params
+from normlab.errors import NormlabError
+from normlab.norms import create_norm
+
+
+@pytest.mark.parametrize("norm", ["bn", "gn", "ln"])
+def test_s8_has_the_reference_parameter_count(norm):
+    model = build_model("s8", norm)
+    assert count_params(model) == 48_096
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_reference_layer_norm_model_is_over_budget():
+    model = build_model("s8-reference-ln", "ln")
+    assert count_params(model) == 111_568
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_gn_uses_the_reference_groups():
+    model = build_model("s8", "gn")
+    groups = {name.split(".")[1]: m.num_groups for name, m in model.named_modules()
+              if isinstance(m, torch.nn.GroupNorm)}
+    assert groups == {"C1": 4, "C2": 4, "C4": 4, "C5": 8, "C6": 8, "C8": 4, "C9": 4, "C10": 4}
+
+
+def test_input_normalization_is_buffers_not_parameters():
+    model = build_model("s8", "bn")
+    names = {n for n, _ in model.named_buffers()}
+    assert {"normalize.mean", "normalize.std"} <= names
+    assert not any(n.startswith("normalize") for n, _ in model.named_parameters())
+
+
+def _first_sample_output(norm_layer, batch):
+    norm_layer.train()
+    return norm_layer(batch)[0]
+
+
+@pytest.mark.parametrize("norm", ["gn", "ln"])
+def test_gn_and_ln_do_not_look_at_other_samples(norm):
+    torch.manual_seed(0)
+    layer = create_norm(norm, 32, groups=4)
+    x = torch.randn(4, 32, 8, 8)
+    other = torch.cat([x[:1], torch.randn(3, 32, 8, 8) * 5 + 3])
+    torch.testing.assert_close(_first_sample_output(layer, x), _first_sample_output(layer, other))
+
+
+def test_bn_in_train_mode_does_look_at_other_samples():
+    torch.manual_seed(0)
+    layer = create_norm("bn", 32)
+    x = torch.randn(4, 32, 8, 8)
+    other = torch.cat([x[:1], torch.randn(3, 32, 8, 8) * 5 + 3])
+    assert not torch.allclose(_first_sample_output(layer, x), _first_sample_output(layer, other))
+
+
+def test_ln_normalizes_over_channels_and_space():
+    layer = create_norm("ln", 16)
+    y = layer(torch.randn(3, 16, 5, 5) * 4 + 2)
+    torch.testing.assert_close(y.mean((1, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.var((1, 2, 3), unbiased=False), torch.ones(3), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("arch, norm, message", [
+    ("s9", "bn", "unknown arch 's9'"),
+    ("s8", "xn", "does not take norm 'xn'"),
+    ("s8-reference-ln", "bn", "does not take norm 'bn'"),
+])
+def test_bad_names(arch, norm, message):
+    with pytest.raises(NormlabError, match=message):
+        build_model(arch, norm)
+
+
+def test_group_count_must_divide_channels():
+    with pytest.raises(NormlabError, match="do not split into 3 groups"):
+        create_norm("gn", 32, groups=3)
