@@ -14,7 +14,9 @@ Both run in this one process, one after the other, on the same model; each is ti
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import sys
 import time
 
 import numpy as np
@@ -97,9 +99,12 @@ def bench_reference(norm: str, x_uint8: torch.Tensor, y: torch.Tensor, images: i
                 return seen / (time.perf_counter() - t0)
 
 
-def bench_engine(norm: str, x_uint8, y, images: int, device: torch.device, precision: str) -> float:
+def bench_engine(norm: str, x_uint8, y, images: int, device: torch.device, precision: str,
+                 compile: bool = False) -> float:
     torch.manual_seed(0)
     model = build_model("s8", norm).to(device, memory_format=torch.channels_last)
+    if compile:
+        model = torch.compile(model)
     recipe = get_recipe("reference")
     opt = make_optimizer(model, recipe)
     x, yy = x_uint8[:images].to(device), y[:images].to(device)
@@ -120,6 +125,8 @@ def main():
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto")
     p.add_argument("--skip-reference", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile the engine's model")
+    p.add_argument("--markdown", help="also write the results as a markdown section to this file")
     a = p.parse_args()
     device = resolve_device(a.device)
     precision = resolve_precision(a.precision, device)
@@ -127,20 +134,44 @@ def main():
     x, y = data.train_x, data.train_y
     macs = forward_macs(build_model("s8", "bn"))
     train_flop = 6 * macs  # forward 2*MACs, backward about twice the forward
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, native bf16: {cpu_supports_bf16()}")
+    cpu = _cpu_name()
+    lines = [f"machine: {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+             f"native bf16: {cpu_supports_bf16()}"]
     peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
-    print(f"matmul peak: fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s")
-    print(f"S8: {macs / 1e6:.1f} M multiply-adds per image forward, ~{train_flop / 1e6:.0f} MFLOP per trained image")
-    print(f"engine: device {device.type}, precision {precision}")
-    print(f"{'norm':<6}{'reference img/s':>17}{'normlab img/s':>15}{'ratio':>8}{'GFLOP/s':>10}{'% of peak':>11}")
+    lines.append(f"matmul peak: fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s")
+    lines.append(f"S8: {macs / 1e6:.1f} M multiply-adds per image forward, ~{train_flop / 1e6:.0f} MFLOP per "
+                 f"trained image")
+    lines.append(f"engine: device {device.type}, precision {precision}, compile {a.compile}; "
+                 f"{a.images:,} images per measurement")
+    for line in lines:
+        print(line)
+    head = f"{'norm':<6}{'reference img/s':>17}{'normlab img/s':>15}{'ratio':>8}{'GFLOP/s':>10}{'% of peak':>11}"
+    print(head)
     peak = peak16 if precision == "bf16" else peak32
+    table = ["| norm | reference img/s | normlab img/s | ratio | GFLOP/s | % of matmul peak |", "|---|---:|---:|---:|---:|---:|"]
     for norm in a.norms.split(","):
         ref = float("nan") if a.skip_reference else bench_reference(norm, x, y, a.images)
-        ours = bench_engine(norm, x, y, a.images, device, precision)
+        ours = bench_engine(norm, x, y, a.images, device, precision, a.compile)
         gflops = ours * train_flop / 1e9
         print(f"{norm:<6}{ref:>17,.0f}{ours:>15,.0f}{ours / ref:>8.2f}{gflops:>10.1f}{100 * gflops / peak:>10.1f}%",
               flush=True)
+        table.append(f"| {norm} | {ref:,.0f} | {ours:,.0f} | {ours / ref:.2f}x | {gflops:.1f} | {100 * gflops / peak:.1f}% |")
+    if a.markdown:
+        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        cmd = "python benchmarks/throughput.py " + " ".join(sys.argv[1:])
+        text = "\n".join([f"### {stamp}: `{cmd}`", ""] + [f"- {line}" for line in lines] + [""] + table) + "\n\n"
+        with open(a.markdown, "a") as fh:
+            fh.write(text)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -88,3 +88,26 @@ def test_predict_any_size_image_and_refuse_non_images(tiny_run, tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     _one_line_error(run_cli("predict", tiny_run, tmp_path / "notes.txt"), "notes.txt: not an image")
     _one_line_error(run_cli("predict", tiny_run, tmp_path / "missing.png"), "missing.png: file not found")
+
+
+def test_compare_writes_report_and_reuses_finished_runs(tmp_path, real_data_dir):
+    args = ["compare", "--norms", "bn,ln", "--seeds", "0", "--train-size", "256", "--val-size", "100",
+            "--epochs", "1", "--data-dir", real_data_dir, "--out", tmp_path / "cmp", "--no-progress"]
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    for name in ["report.md", "report.html", "curves.png", "s8-bn-seed0/results.json", "s8-ln-seed0/results.json"]:
+        assert (tmp_path / "cmp" / name).is_file(), name
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert "reused 2 finished run(s)" in again.stdout
+
+
+def test_batch_size_study(tmp_path, real_data_dir):
+    proc = run_cli("study", "batch-size", "--norms", "gn", "--batch-sizes", "16,64", "--train-size", "256",
+                   "--val-size", "100", "--epochs", "1", "--data-dir", real_data_dir, "--out", tmp_path / "bs",
+                   "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "bs/batch_size.png").is_file() and (tmp_path / "bs/report.html").is_file()
+    cfg = json.loads((tmp_path / "bs/s8-gn-bs16/config.json").read_text())
+    assert cfg["recipe"]["batch_size"] == 16 and abs(cfg["recipe"]["lr"] - 0.01 * 16 / 128) < 1e-12
+    _one_line_error(run_cli("study", "batch-size", "--batch-sizes", "0,4"), "--batch-sizes must be positive")

@@ -75,3 +75,30 @@ def test_bad_names(arch, norm, message):
 def test_group_count_must_divide_channels():
     with pytest.raises(NormlabError, match="do not split into 3 groups"):
         create_norm("gn", 32, groups=3)
+
+
+def test_groupnorm_bf16_channels_last_path_matches_the_plain_one():
+    torch.manual_seed(0)
+    layer = create_norm("gn", 32, groups=4)
+    torch.nn.init.uniform_(layer.weight)
+    torch.nn.init.uniform_(layer.bias)
+    x = torch.randn(4, 32, 8, 8).bfloat16()
+    fast = layer.to(torch.bfloat16)(x.contiguous(memory_format=torch.channels_last))
+    assert fast.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(fast.float(), torch.nn.functional.group_norm(
+        x.float(), 4, layer.weight.float(), layer.bias.float()), atol=0.05, rtol=0.02)
+
+
+def test_devices_resolve_on_a_cpu_machine():
+    from normlab.engine import autocast, resolve_device, resolve_precision
+
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(NormlabError, match="--device cuda: no CUDA GPU"):
+            resolve_device("cuda")
+    with pytest.raises(NormlabError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    assert resolve_precision("auto", torch.device("mps")) == "fp32"
+    with autocast(torch.device("cpu"), "bf16"):
+        assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == torch.bfloat16

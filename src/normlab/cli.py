@@ -14,7 +14,7 @@ from .norms import USER_NORMS
 from .recipes import RECIPES
 
 
-def _add_train_options(p: argparse.ArgumentParser, single: bool) -> None:
+def _add_train_options(p: argparse.ArgumentParser, single: bool, out_default: str = "") -> None:
     p.add_argument("--arch", default="s8", choices=list(ARCHS), help="architecture (default: s8)")
     if single:
         p.add_argument("--norm", default="bn", help=f"normalization: {', '.join(USER_NORMS)} (default: bn)")
@@ -31,8 +31,10 @@ def _add_train_options(p: argparse.ArgumentParser, single: bool) -> None:
                    help="fp32, bf16, or auto: bf16 where the hardware has it, else fp32 (default: auto)")
     p.add_argument("--data-dir", help="folder with cifar-10-batches-py/ or cifar-10-python.tar.gz "
                                       "(default: $NORMLAB_DATA, else ./data; downloaded if missing)")
-    p.add_argument("--out", help="run folder" + (" (default: runs/<arch>-<norm>-<recipe>-seed<seed>)" if single
-                                                 else " holding one folder per run (default: runs/compare-<arch>-<recipe>)"))
+    p.add_argument("--out", help="run folder (default: runs/<arch>-<norm>-<recipe>-seed<seed>)" if single
+                   else f"folder holding one folder per run and the report (default: {out_default})")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (worth it on GPUs; see docs/benchmarks.md for the CPU)")
     p.add_argument("--no-budget", action="store_true", help="allow more than 50,000 parameters or 20 epochs")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run instead of refusing")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
@@ -51,7 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="train one model per norm (and seed) and write a comparison report")
     p.add_argument("--norms", default="bn,gn,ln", help="comma-separated norms (default: bn,gn,ln)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
-    _add_train_options(p, single=False)
+    _add_train_options(p, single=False, out_default="runs/compare-<arch>-<recipe>")
+
+    p = sub.add_parser("study", help="studies: batch-size (accuracy against batch size, one line per norm)")
+    p.add_argument("kind", choices=["batch-size"], help="which study")
+    p.add_argument("--norms", default="bn,gn,ln", help="comma-separated norms (default: bn,gn,ln)")
+    p.add_argument("--batch-sizes", default="2,4,8,16,32,64,128",
+                   help="comma-separated batch sizes (default: 2,4,8,16,32,64,128); the learning rate is "
+                        "scaled linearly: lr = recipe lr x batch / 128")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    _add_train_options(p, single=False, out_default="runs/study-batch-size-<arch>-<recipe>")
 
     p = sub.add_parser("evaluate", help="test accuracy, per-class accuracy and confusion matrix of a trained model")
     p.add_argument("path", help="run folder or .safetensors weights file")
@@ -76,7 +87,8 @@ def cmd_train(a) -> None:
     cfg = TrainConfig(arch=a.arch, norm=a.norm, recipe=a.recipe, seed=a.seed, epochs=a.epochs,
                       batch_size=a.batch_size, lr=a.lr, train_size=a.train_size, val_size=a.val_size,
                       device=a.device, precision=a.precision, data_dir=a.data_dir, out=a.out,
-                      budget=not a.no_budget, resume=a.resume, overwrite=a.overwrite, progress=not a.no_progress)
+                      budget=not a.no_budget, resume=a.resume, overwrite=a.overwrite, progress=not a.no_progress,
+                      compile=a.compile)
     _validate_norm(a.norm)
     r = train(cfg)
     print(f"done: train {r['train_acc']:.2f}%  test {r['test_acc']:.2f}%  in {r['seconds']:.0f} s "
@@ -98,15 +110,30 @@ def cmd_compare(a) -> None:
     base = TrainConfig(arch=a.arch, recipe=a.recipe, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                        train_size=a.train_size, val_size=a.val_size, device=a.device, precision=a.precision,
                        data_dir=a.data_dir, budget=not a.no_budget, overwrite=a.overwrite,
-                       progress=not a.no_progress)
+                       progress=not a.no_progress, compile=a.compile)
     results = compare(base, norms, seeds, out)
     for r in results:
         print(f"{r['norm']} seed {r['seed']}: train {r['train_acc']:.2f}%  test {r['test_acc']:.2f}%  {r['seconds']:.0f} s")
 
 
-def cmd_evaluate(a) -> None:
-    import torch
+def cmd_study(a) -> None:
+    from .engine import TrainConfig
+    from .study import batch_size_study, parse_list
 
+    norms = parse_list(a.norms, "norms", USER_NORMS)
+    sizes = parse_list(a.batch_sizes, "batch-sizes", cast=int)
+    if a.batch_size is not None:
+        raise NormlabError("--batch-size does not apply to a batch-size study; use --batch-sizes")
+    out = Path(a.out or f"runs/study-batch-size-{a.arch}-{a.recipe}")
+    base = TrainConfig(arch=a.arch, recipe=a.recipe, seed=a.seed, epochs=a.epochs, lr=a.lr,
+                       train_size=a.train_size, val_size=a.val_size, device=a.device, precision=a.precision,
+                       data_dir=a.data_dir, budget=not a.no_budget, overwrite=a.overwrite,
+                       progress=not a.no_progress, compile=a.compile)
+    for r in batch_size_study(base, norms, sizes, out):
+        print(f"{r['norm']} batch {r['batch_size']}: test {r['test_acc']:.2f}%  {r['seconds']:.0f} s")
+
+
+def cmd_evaluate(a) -> None:
     from .data import load_cifar10
     from .engine import evaluate, load_model, resolve_device
     from .metrics import confusion_matrix, per_class_accuracy
@@ -129,7 +156,6 @@ def cmd_evaluate(a) -> None:
     print(" " * 11 + "".join(f"{c[:5]:>6}" for c in data.classes))
     for name, row in zip(data.classes, cm.tolist()):
         print(f"{name:<11}" + "".join(f"{v:>6}" for v in row))
-    del torch
 
 
 def cmd_predict(a) -> None:
@@ -165,7 +191,7 @@ def cmd_summary(a) -> None:
     print(format_table(build_model(a.arch, a.norm), f"{a.arch} with {a.norm}"))
 
 
-COMMANDS = {"train": cmd_train, "compare": cmd_compare, "evaluate": cmd_evaluate, "predict": cmd_predict,
+COMMANDS = {"train": cmd_train, "compare": cmd_compare, "study": cmd_study, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "summary": cmd_summary}
 
 

@@ -51,6 +51,7 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False
     progress: bool = True
+    compile: bool = False           # torch.compile the model
 
     def run_settings(self, recipe: Recipe, device: str, precision: str) -> dict:
         """What defines the run's numbers: saved in config.json and checked on --resume."""
@@ -221,15 +222,18 @@ def train(cfg: TrainConfig, data: Cifar10 | None = None, log=print) -> dict:
     params = count_params(model)
     if cfg.budget:
         check_budget(params, recipe.epochs, cfg.arch, cfg.norm)
-    run = RunDir(cfg.out or cfg.default_out())
-    settings = cfg.run_settings(recipe, device.type, precision)
-    resuming = run.prepare(settings, resume=cfg.resume, overwrite=cfg.overwrite)
-
     data = data or load_cifar10(cfg.data_dir)
     train_x, train_y, (held_name, held_x, held_y) = split(data, cfg.train_size, cfg.val_size)
+    run = RunDir(cfg.out or cfg.default_out())
+    settings = cfg.run_settings(recipe, device.type, precision)
+    resuming = run.prepare(settings, resume=cfg.resume, overwrite=cfg.overwrite)  # only once all input is valid
+
     train_x, train_y = train_x.to(device), train_y.to(device)
     model = model.to(device, memory_format=torch.channels_last)
     opt = make_optimizer(model, recipe)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
+    step_model = torch.compile(model) if cfg.compile else model  # shares parameters with ``model``
     start = 0
     if resuming:
         state = run.load_checkpoint()
@@ -245,11 +249,11 @@ def train(cfg: TrainConfig, data: Cifar10 | None = None, log=print) -> dict:
         t0 = time.perf_counter()
         bar = tqdm(total=len(train_x), desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="img",
                    leave=False, disable=not cfg.progress, dynamic_ncols=True)
-        row = train_epoch(model, opt, recipe, train_x, train_y, epoch=epoch, seed=cfg.seed,
+        row = train_epoch(step_model, opt, recipe, train_x, train_y, epoch=epoch, seed=cfg.seed,
                           device=device, precision=precision, bar=bar)
         bar.close()
         train_seconds = time.perf_counter() - t0
-        held = evaluate(model, held_x, held_y, device, precision)
+        held = evaluate(step_model, held_x, held_y, device, precision)
         row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], **row,
                f"{held_name}_loss": held["loss"], f"{held_name}_acc": held["acc"],
                "seconds": time.perf_counter() - t0, "train_seconds": train_seconds,

@@ -191,3 +191,47 @@ def render_html(out: Path, title: str, intro: str, rows: list[dict], results: li
             f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note_html}"
             f"<h2>Training curves</h2>{_img(out / 'curves.png', 'training curves')}"
             f"<h2>Per run</h2><div class=\"runs\">{''.join(cards)}</div></body></html>\n")
+
+
+def batch_size_report(out: Path, results: list[dict], base_lr: float) -> None:
+    """Test accuracy against batch size, one line per norm, with a table, as markdown and HTML."""
+    from html import escape
+
+    from .runs import atomic_write_text
+
+    norms = list(dict.fromkeys(r["norm"] for r in results))
+    sizes = sorted({r["batch_size"] for r in results})
+    acc = {(r["norm"], r["batch_size"]): r for r in results}
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), constrained_layout=True)
+    for norm in norms:
+        xs = [b for b in sizes if (norm, b) in acc]
+        ax.plot(xs, [acc[norm, b]["test_acc"] for b in xs], marker="o", label=norm)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(b) for b in sizes])
+    ax.set_xlabel("batch size (learning rate scaled linearly)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("Test accuracy against batch size")
+    save_figure(fig, out / "batch_size.png", dpi=100)
+    plt.close(fig)
+
+    first = results[0]
+    subset = f"the first {first['train_size']:,} training images" if first.get("train_size") else "all 50,000 training images"
+    total = sum(r["seconds"] for r in results)
+    intro = (f"{first['arch']} with {', '.join(norms)}; recipe `{first['recipe']}` for {first['epochs']} epochs on "
+             f"{subset}, seed {first['seed']}, {first['precision']} on {first['device']}. Learning rate = "
+             f"{base_lr:g} x batch / {128} (linear scaling). BN is evaluated with its running statistics, as deployed. "
+             f"All {len(results)} runs took {total / 60:.0f} minutes here.")
+    head = ["batch"] + [f"{n} test acc" for n in norms] + ["lr"]
+    rows = [[str(b)] + [f"{acc[n, b]['test_acc']:.2f}" if (n, b) in acc else "" for n in norms]
+            + [f"{base_lr * b / 128:.6g}"] for b in sizes]
+    md = [f"# Batch-size study", "", intro, "", "![batch size](batch_size.png)", "",
+          "| " + " | ".join(head) + " |", "|" + "---:|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
+    atomic_write_text(out / "report.md", "\n".join(md) + "\n")
+    table = ("<table><thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>"
+             + "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows) + "</tbody></table>")
+    html = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Batch-size study</title>"
+            f"<style>{_CSS}</style></head><body><h1>Batch-size study</h1><p>{escape(intro)}</p>"
+            f"{_img(out / 'batch_size.png', 'test accuracy against batch size')}{table}</body></html>\n")
+    atomic_write_text(out / "report.html", html)

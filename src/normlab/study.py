@@ -55,3 +55,43 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     if len(values) == 1:
         return values[0], 0.0
     return statistics.mean(values), statistics.stdev(values)
+
+
+# Linear scaling rule (Goyal et al., 2017): the learning rate grows in proportion to the batch size,
+# anchored at the reference's 0.01 for batch 128.
+BASE_BATCH = 128
+
+
+def scaled_lr(base_lr: float, batch_size: int) -> float:
+    return base_lr * batch_size / BASE_BATCH
+
+
+def batch_size_study(base: TrainConfig, norms: list[str], batch_sizes: list[int], out: Path, log=print) -> list[dict]:
+    """Train every (batch size, norm) pair with the learning rate scaled linearly with the batch size,
+    into ``out/s8-<norm>-bs<B>``; write ``out/report.md``, ``out/report.html`` and ``out/batch_size.png``."""
+    from .recipes import get_recipe
+
+    for norm in norms:
+        if norm not in USER_NORMS:
+            raise NormlabError(f"unknown norm {norm!r}; choose from {', '.join(USER_NORMS)}")
+    bad = [b for b in batch_sizes if b < 1]
+    if bad:
+        raise NormlabError(f"--batch-sizes must be positive, got {bad}")
+    base_lr = base.lr if base.lr is not None else get_recipe(base.recipe).lr
+    results, reused = [], []
+    for bs in sorted(batch_sizes, reverse=True):  # large batches first: they are the fast ones
+        for norm in norms:
+            folder = out / f"{base.arch}-{norm}-bs{bs}"
+            run = RunDir(folder)
+            if run.finished and not base.overwrite:
+                results.append(run.results())
+                reused.append(folder.name)
+                continue
+            cfg = replace(base, norm=norm, batch_size=bs, lr=scaled_lr(base_lr, bs), out=str(folder), resume=True)
+            results.append(train(cfg, log=log))
+    if reused:
+        log(f"reused {len(reused)} finished run(s): {', '.join(reused)}")
+    from .report import batch_size_report
+    batch_size_report(out, results, base_lr)
+    log(f"report: {out / 'report.md'}")
+    return results

@@ -1,0 +1,105 @@
+"""Reports: built from synthetic runs, opened in a real headless Chromium."""
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from normlab import report
+from normlab.data import CLASSES
+from normlab.runs import atomic_write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _fake_study(out: Path, norms=("bn", "gn"), seeds=(0, 1)) -> list[dict]:
+    g = torch.Generator().manual_seed(0)
+    results = []
+    images = torch.randint(0, 256, (60, 3, 32, 32), dtype=torch.uint8, generator=g)
+    true = torch.randint(0, 10, (60,), generator=g)
+    for seed in seeds:
+        for norm in norms:
+            name = f"s8-{norm}-seed{seed}"
+            folder = out / name
+            folder.mkdir(parents=True)
+            rows = [{"epoch": e, "train_loss": 2 - e / 5, "train_acc": 30 + 5 * e, "test_loss": 1.9 - e / 6,
+                     "test_acc": 35 + 4 * e + seed} for e in range(1, 6)]
+            (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            pred = torch.where(torch.rand(60, generator=g) < 0.3, (true + 1) % 10, true)
+            report.plot_curves(rows, "test", folder / "curves.png")
+            report.plot_misclassified(images, true, pred, CLASSES, folder / "misclassified.png")
+            from normlab.metrics import confusion_matrix
+            report.plot_confusion(confusion_matrix(true, pred), CLASSES, folder / "confusion.png")
+            r = {"arch": "s8", "norm": norm, "seed": seed, "recipe": "reference", "epochs": 5, "params": 48096,
+                 "train_acc": 55.0 + seed, "test_acc": 55.0 + seed, "best_test_acc": 55.0 + seed, "best_epoch": 5,
+                 "seconds": 100.0 + seed, "images_per_second": 3000.0, "precision": "bf16", "device": "cpu",
+                 "threads": 2, "torch": torch.__version__, "val_size": 0}
+            atomic_write_json(folder / "results.json", r)
+            results.append(r)
+    return results
+
+
+def test_compare_report_files(tmp_path):
+    results = _fake_study(tmp_path)
+    report.compare_report(tmp_path, results, notes=["a note"])
+    md = (tmp_path / "report.md").read_text()
+    assert "| bn | 2 | 48,096 | 55.50 ± 0.71 |" in md and "a note" in md
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("<img ") == 1 + 3 * len(results)
+    assert "http://" not in html and "https://" not in html  # self-contained: no network
+
+
+def _find_chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def open_in_chromium(html: Path, screenshot: Path) -> dict:
+    """Load ``html`` in headless Chromium; return how many images loaded and what the console said."""
+    pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[test]')")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver_path = _find_chromium(), shutil.which("chromedriver")
+    if not binary or not driver_path:
+        pytest.skip("no Chromium/chromedriver found (Debian: apt-get install chromium chromium-driver)")
+    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager fetch a driver
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1280,2000"):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    try:
+        driver.get(html.resolve().as_uri())
+        state = driver.execute_script(
+            "const imgs=[...document.images];"
+            "return {total: imgs.length, loaded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,"
+            " title: document.title};")
+        state["errors"] = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+        driver.save_screenshot(str(screenshot))
+    finally:
+        driver.quit()
+    return state
+
+
+def test_html_report_renders_in_chromium(tmp_path):
+    results = _fake_study(tmp_path / "study")
+    report.compare_report(tmp_path / "study", results)
+    state = open_in_chromium(tmp_path / "study/report.html", tmp_path / "shot.png")
+    assert state["total"] == 1 + 3 * len(results) and state["loaded"] == state["total"], state
+    assert state["errors"] == [] and state["title"]
+    assert (tmp_path / "shot.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("html", sorted((ROOT / "results").glob("*/report.html")), ids=lambda p: p.parent.name)
+def test_committed_reports_render_in_chromium(html, tmp_path):
+    state = open_in_chromium(html, tmp_path / "shot.png")
+    assert state["total"] > 0 and state["loaded"] == state["total"], state
+    assert state["errors"] == [], state["errors"]
