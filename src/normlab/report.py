@@ -8,6 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .runs import save_figure  # noqa: E402
 
@@ -22,6 +23,7 @@ def plot_curves(rows: list[dict], held: str, path: Path, title: str = "") -> Non
         ax.plot(epochs, [r[key] for r in rows], marker="o", ms=3)
         ax.set_title(label)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
@@ -104,6 +106,7 @@ def plot_overlaid_curves(out: Path, results: list[dict], held: str, path: Path) 
                     label=label)
             ax.set_title(title)
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
     axes[0, 0].legend()
     save_figure(fig, path, dpi=100)

@@ -27,24 +27,36 @@ def parse_list(text: str, what: str, allowed=None, cast=str) -> list:
     return items
 
 
-def compare(base: TrainConfig, norms: list[str], seeds: list[int], out: Path, log=print) -> list[dict]:
-    """Train every (norm, seed) pair into ``out/<arch>-<norm>-seed<seed>`` and write ``out/report.md``."""
-    for norm in norms:
-        if norm not in USER_NORMS:
-            raise NormlabError(f"unknown norm {norm!r}; choose from {', '.join(USER_NORMS)}")
+def check_norms(norms: list[str]) -> None:
+    bad = [n for n in norms if n not in USER_NORMS]
+    if bad:
+        raise NormlabError(f"unknown norm {', '.join(bad)}; choose from {', '.join(USER_NORMS)}")
+
+
+def run_all(configs: list[TrainConfig], overwrite: bool, log=print) -> list[dict]:
+    """Train each config into its ``out`` folder in turn: finished runs are reused (unless ``overwrite``),
+    interrupted ones resumed. Returns every run's results, in order."""
     results, reused = [], []
-    for seed in seeds:  # seed-major: a study cut short still has every norm for its first seeds
-        for norm in norms:
-            folder = out / f"{base.arch}-{norm}-seed{seed}"
-            run = RunDir(folder)
-            if run.finished and not base.overwrite:
-                results.append(run.results())
-                reused.append(folder.name)
-                continue
-            cfg = replace(base, norm=norm, seed=seed, out=str(folder), resume=True)
-            results.append(train(cfg, log=log))
+    for cfg in configs:
+        run = RunDir(cfg.out)
+        if run.finished and not overwrite:
+            results.append(run.results())
+            reused.append(run.path.name)
+        else:
+            results.append(train(replace(cfg, resume=True), log=log))
     if reused:
         log(f"reused {len(reused)} finished run(s): {', '.join(reused)}")
+    return results
+
+
+def compare(base: TrainConfig, norms: list[str], seeds: list[int], out: Path, log=print) -> list[dict]:
+    """Train every (norm, seed) pair into ``out/<arch>-<norm>-seed<seed>`` and write ``out/report.md``
+    and ``out/report.html``."""
+    check_norms(norms)
+    configs = [replace(base, norm=norm, seed=seed, out=str(out / f"{base.arch}-{norm}-seed{seed}"))
+               for seed in seeds  # seed-major: a study cut short still has every norm for its first seeds
+               for norm in norms]
+    results = run_all(configs, base.overwrite, log)
     from .report import compare_report
     compare_report(out, results)
     log(f"report: {out / 'report.md'}")
@@ -71,26 +83,16 @@ def batch_size_study(base: TrainConfig, norms: list[str], batch_sizes: list[int]
     into ``out/s8-<norm>-bs<B>``; write ``out/report.md``, ``out/report.html`` and ``out/batch_size.png``."""
     from .recipes import get_recipe
 
-    for norm in norms:
-        if norm not in USER_NORMS:
-            raise NormlabError(f"unknown norm {norm!r}; choose from {', '.join(USER_NORMS)}")
+    check_norms(norms)
     bad = [b for b in batch_sizes if b < 1]
     if bad:
         raise NormlabError(f"--batch-sizes must be positive, got {bad}")
     base_lr = base.lr if base.lr is not None else get_recipe(base.recipe).lr
-    results, reused = [], []
-    for bs in sorted(batch_sizes, reverse=True):  # large batches first: they are the fast ones
-        for norm in norms:
-            folder = out / f"{base.arch}-{norm}-bs{bs}"
-            run = RunDir(folder)
-            if run.finished and not base.overwrite:
-                results.append(run.results())
-                reused.append(folder.name)
-                continue
-            cfg = replace(base, norm=norm, batch_size=bs, lr=scaled_lr(base_lr, bs), out=str(folder), resume=True)
-            results.append(train(cfg, log=log))
-    if reused:
-        log(f"reused {len(reused)} finished run(s): {', '.join(reused)}")
+    configs = [replace(base, norm=norm, batch_size=bs, lr=scaled_lr(base_lr, bs),
+                       out=str(out / f"{base.arch}-{norm}-bs{bs}"))
+               for bs in sorted(batch_sizes, reverse=True)  # large batches first: they are the fast ones
+               for norm in norms]
+    results = run_all(configs, base.overwrite, log)
     from .report import batch_size_report
     batch_size_report(out, results, base_lr)
     log(f"report: {out / 'report.md'}")
