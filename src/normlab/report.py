@@ -13,12 +13,17 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from .runs import save_figure  # noqa: E402
 
 
+def curve_panels(held: str) -> list[tuple[str, str]]:
+    """(metric key, title) of the reference's 2x2 figure: train loss/accuracy, held-out loss/accuracy."""
+    return [("train_loss", "Training loss"), ("train_acc", "Training accuracy (%)"),
+            (f"{held}_loss", f"{held.capitalize()} loss"), (f"{held}_acc", f"{held.capitalize()} accuracy (%)")]
+
+
 def plot_curves(rows: list[dict], held: str, path: Path, title: str = "") -> None:
     """The reference's 2x2 figure: train loss, train accuracy, held-out loss, held-out accuracy."""
     epochs = [r["epoch"] for r in rows]
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
-    panels = [("train_loss", "Training loss"), ("train_acc", "Training accuracy (%)"),
-              (f"{held}_loss", f"{held.capitalize()} loss"), (f"{held}_acc", f"{held.capitalize()} accuracy (%)")]
+    panels = curve_panels(held)
     for ax, (key, label) in zip(axes.flat, panels):
         ax.plot(epochs, [r[key] for r in rows], marker="o", ms=3)
         ax.set_title(label)
@@ -92,8 +97,7 @@ def plot_overlaid_curves(out: Path, results: list[dict], held: str, path: Path) 
     from .runs import read_jsonl
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), constrained_layout=True)
-    panels = [("train_loss", "Training loss"), ("train_acc", "Training accuracy (%)"),
-              (f"{held}_loss", f"{held.capitalize()} loss"), (f"{held}_acc", f"{held.capitalize()} accuracy (%)")]
+    panels = curve_panels(held)
     norms = list(dict.fromkeys(r["norm"] for r in results))
     colors = dict(zip(norms, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     labelled = set()
