@@ -51,6 +51,22 @@ def test_compare_report_files(tmp_path):
     assert "http://" not in html and "https://" not in html  # self-contained: no network
 
 
+def test_batch_size_report_files(tmp_path):
+    results = []
+    for r in _fake_study(tmp_path / "src", norms=("bn", "gn"), seeds=(0,)):
+        for bs in (8, 64):
+            name = f"s8-{r['norm']}-bs{bs}"
+            shutil.copytree(tmp_path / "src" / f"s8-{r['norm']}-seed0", tmp_path / name)
+            results.append({**r, "batch_size": bs, "test_acc": r["test_acc"] + bs / 64, "train_size": 1000})
+    report.batch_size_report(tmp_path, results, 0.05)
+    md = (tmp_path / "report.md").read_text()
+    assert "| 8 | 55.12 | 55.12 | 0.003125 |" in md and "(linear scaling)" in md
+    assert "![curves](curves.png)" in md and "s8-gn-bs64/misclassified.png" in md
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("<img ") == 2 + 3 * len(results)  # the batch plot, the curves, three per run
+    assert (tmp_path / "curves.png").stat().st_size > 5_000
+
+
 def _find_chromium():
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if shutil.which(name):

@@ -180,24 +180,72 @@ def _img(path: Path, alt: str) -> str:
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}">'
 
 
+def run_cards_html(out: Path, results: list[dict], name_of) -> str:
+    """One card per run (its curves, misclassified gallery and confusion matrix), images embedded."""
+    from html import escape
+
+    cards = []
+    for r in results:
+        name = name_of(r)
+        cards.append(f'<div class="card"><h3>{escape(name)}: test {r["test_acc"]:.2f}%</h3>'
+                     f'{_img(out / name / "curves.png", name + " curves")}'
+                     f'{_img(out / name / "misclassified.png", name + " misclassified")}'
+                     f'{_img(out / name / "confusion.png", name + " confusion matrix")}</div>')
+    return f'<div class="runs">{"".join(cards)}</div>'
+
+
+def run_cards_md(results: list[dict], name_of) -> list[str]:
+    md = []
+    for r in results:
+        name = name_of(r)
+        md += [f"### {name}: test {r['test_acc']:.2f}%", "",
+               f"![curves]({name}/curves.png) ![misclassified]({name}/misclassified.png) "
+               f"![confusion]({name}/confusion.png)", ""]
+    return md
+
+
 def render_html(out: Path, title: str, intro: str, rows: list[dict], results: list[dict], notes: list[str]) -> str:
     from html import escape
 
     head = "".join(f"<th>{escape(k)}</th>" for k in rows[0])
     body = "".join("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
-    cards = []
-    for r in results:
-        name = run_name(r)
-        cards.append(f'<div class="card"><h3>{escape(name)}: test {r["test_acc"]:.2f}%</h3>'
-                     f'{_img(out / name / "curves.png", name + " curves")}'
-                     f'{_img(out / name / "misclassified.png", name + " misclassified")}'
-                     f'{_img(out / name / "confusion.png", name + " confusion matrix")}</div>')
+    cards = run_cards_html(out, results, run_name)
     note_html = "".join(f'<p class="note">{escape(n)}</p>' for n in notes)
     return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escape(title)}</title>"
             f"<style>{_CSS}</style></head><body><h1>{escape(title)}</h1><p>{escape(intro)}</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note_html}"
             f"<h2>Training curves</h2>{_img(out / 'curves.png', 'training curves')}"
-            f"<h2>Per run</h2><div class=\"runs\">{''.join(cards)}</div></body></html>\n")
+            f"<h2>Per run</h2>{cards}</body></html>\n")
+
+
+def batch_run_name(r: dict) -> str:
+    return f"{r['arch']}-{r['norm']}-bs{r['batch_size']}"
+
+
+def plot_batch_curves(out: Path, results: list[dict], path: Path) -> None:
+    """Held-out accuracy per epoch, one panel per norm, one line per batch size (darker = larger)."""
+    from .runs import read_jsonl
+
+    norms = list(dict.fromkeys(r["norm"] for r in results))
+    sizes = sorted({r["batch_size"] for r in results})
+    cmap = plt.get_cmap("viridis")
+    fig, axes = plt.subplots(1, len(norms), figsize=(4.6 * len(norms), 3.8), constrained_layout=True,
+                             sharey=True, squeeze=False)
+    for ax, norm in zip(axes[0], norms):
+        for r in sorted((r for r in results if r["norm"] == norm), key=lambda r: r["batch_size"]):
+            rows = read_jsonl(out / batch_run_name(r) / "metrics.jsonl")
+            held = "val" if rows and "val_acc" in rows[0] else "test"
+            colour = cmap(sizes.index(r["batch_size"]) / max(1, len(sizes) - 1))
+            ax.plot([x["epoch"] for x in rows], [x[f"{held}_acc"] for x in rows], color=colour,
+                    label=f"batch {r['batch_size']}")
+            ax.set_ylabel(f"{held} accuracy (%)")
+        ax.set_title(norm)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8)
+    save_figure(fig, path, dpi=100)
+    plt.close(fig)
 
 
 def batch_size_report(out: Path, results: list[dict], base_lr: float) -> None:
@@ -233,12 +281,17 @@ def batch_size_report(out: Path, results: list[dict], base_lr: float) -> None:
     head = ["batch"] + [f"{n} test acc" for n in norms] + ["lr"]
     rows = [[str(b)] + [f"{acc[n, b]['test_acc']:.2f}" if (n, b) in acc else "" for n in norms]
             + [f"{base_lr * b / 128:.6g}"] for b in sizes]
-    md = [f"# Batch-size study", "", intro, "", "![batch size](batch_size.png)", "",
-          "| " + " | ".join(head) + " |", "|" + "---:|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
+    plot_batch_curves(out, results, out / "curves.png")
+    md = ([f"# Batch-size study", "", intro, "", "![batch size](batch_size.png)", "",
+           "| " + " | ".join(head) + " |", "|" + "---:|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
+          + ["", "## Held-out accuracy per epoch", "", "![curves](curves.png)", "", "## Per run", ""]
+          + run_cards_md(results, batch_run_name))
     atomic_write_text(out / "report.md", "\n".join(md) + "\n")
     table = ("<table><thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>"
              + "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows) + "</tbody></table>")
     html = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Batch-size study</title>"
             f"<style>{_CSS}</style></head><body><h1>Batch-size study</h1><p>{escape(intro)}</p>"
-            f"{_img(out / 'batch_size.png', 'test accuracy against batch size')}{table}</body></html>\n")
+            f"{_img(out / 'batch_size.png', 'test accuracy against batch size')}{table}"
+            f"<h2>Held-out accuracy per epoch</h2>{_img(out / 'curves.png', 'accuracy per epoch')}"
+            f"<h2>Per run</h2>{run_cards_html(out, results, batch_run_name)}</body></html>\n")
     atomic_write_text(out / "report.html", html)
