@@ -28,6 +28,7 @@ from normlab import build_model
 from normlab.data import load_cifar10
 from normlab.engine import cpu_supports_bf16, make_optimizer, resolve_device, resolve_precision, train_epoch
 from normlab.models.common import CIFAR_MEAN, CIFAR_STD
+from normlab.summary import forward_macs
 from normlab.recipes import get_recipe
 
 
@@ -44,26 +45,6 @@ class ReferenceDataset(torch.utils.data.Dataset):
         img = Image.fromarray(self.images[i])  # torchvision's CIFAR10 hands PIL images to transforms
         x = torch.from_numpy(np.array(img, dtype=np.float32)).permute(2, 0, 1).div(255)  # ToTensor
         return (x - self.mean) / self.std, int(self.labels[i])  # Normalize
-
-
-def forward_macs(model: torch.nn.Module) -> int:
-    """Multiply-adds of one forward pass of one image (convs and linears; norms and pools are cheap)."""
-    macs = 0
-
-    def hook(m, i, o):
-        nonlocal macs
-        if isinstance(m, torch.nn.Conv2d):
-            macs += o.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
-        elif isinstance(m, torch.nn.Linear):
-            macs += o.numel() * m.in_features
-
-    hooks = [m.register_forward_hook(hook) for m in model.modules()]
-    model.eval()
-    with torch.no_grad():
-        model(torch.zeros(1, 3, 32, 32))
-    for h in hooks:
-        h.remove()
-    return macs
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:

@@ -44,3 +44,13 @@ def run_cli(*args, cwd=None, env_extra=None, timeout=600) -> subprocess.Complete
     env = dict(os.environ, **(env_extra or {}))
     return subprocess.run([sys.executable, "-m", "normlab", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=timeout)
+
+
+def assert_one_line_error(proc, *fragments):
+    """The CLI failed as users should see it: exit 2, one line naming the problem, no traceback."""
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("normlab: error: "), proc.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]

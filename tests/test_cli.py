@@ -4,16 +4,7 @@ import json
 import pytest
 from PIL import Image
 
-from conftest import run_cli
-
-
-def _one_line_error(proc, *fragments):
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("normlab: error: "), proc.stderr
-    for f in fragments:
-        assert f in lines[0], lines[0]
+from conftest import assert_one_line_error as _one_line_error, run_cli
 
 
 def test_help_and_version():
@@ -41,6 +32,10 @@ def test_summary_table():
     (["compare", "--norms", "bn,xx"], ["--norms: unknown xx"]),
     (["compare", "--seeds", "1,a"], ["--seeds"]),
     (["evaluate", "no/such/run"], ["no weights file here"]),
+    (["train", "--set", "foo=1"], ["--set 'foo=1'", "KEY one of"]),
+    (["train", "--set", "weight_decay=lots"], ["weight_decay takes a float"]),
+    (["train", "--set", "schedule=zigzag"], ["unknown schedule 'zigzag'"]),
+    (["train", "--set", "flip=maybe"], ["flip takes a bool"]),
 ])
 def test_bad_input_is_a_one_line_error(tmp_path, args, fragments):
     _one_line_error(run_cli(*args, cwd=tmp_path), *fragments)

@@ -90,3 +90,13 @@ def test_bf16_and_augmented_recipe_run(real_data_dir, tmp_path):
     r = train(_quick(tmp_path, "bf", norm="ln", precision="bf16", epochs=1, recipe="reference-decay"),
               log=lambda *_: None, data=load_cifar10(real_data_dir))
     assert r["precision"] == "bf16" and r["epochs"] == 1
+
+
+def test_recipe_overrides_from_set():
+    from normlab.recipes import parse_settings
+
+    over = parse_settings(["weight_decay=5e-4", "schedule=onecycle", "warmup-epochs=2", "flip=true", "crop_pad=4"])
+    assert over == {"weight_decay": 5e-4, "schedule": "onecycle", "warmup_epochs": 2.0, "flip": True, "crop_pad": 4}
+    cfg = TrainConfig(recipe="reference-decay", lr=0.1, recipe_overrides={**over, "lr": 0.2})
+    r = cfg.get_recipe()
+    assert (r.lr, r.weight_decay, r.schedule, r.flip, r.name) == (0.1, 5e-4, "onecycle", True, "reference-decay")

@@ -11,7 +11,7 @@ from . import __version__
 from .errors import NormlabError
 from .models import ARCHS
 from .norms import USER_NORMS
-from .recipes import RECIPES
+from .recipes import RECIPES, parse_settings
 
 
 def _add_train_options(p: argparse.ArgumentParser, single: bool, out_default: str = "") -> None:
@@ -23,6 +23,9 @@ def _add_train_options(p: argparse.ArgumentParser, single: bool, out_default: st
     p.add_argument("--epochs", type=int, help="override the recipe's epoch count")
     p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
     p.add_argument("--lr", type=float, help="override the recipe's (peak) learning rate")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="recipe_set",
+                   help="override any other recipe field, e.g. --set schedule=onecycle --set warmup_epochs=2 "
+                        "--set weight_decay=5e-4 (repeatable; fields: see normlab/recipes.py)")
     p.add_argument("--train-size", type=int, help="train on the first N training images only")
     p.add_argument("--val-size", type=int, default=0,
                    help="hold out N training images and evaluate on them each epoch (test set only at the end)")
@@ -49,6 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one model and write its run folder")
     _add_train_options(p, single=True)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last finished epoch")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun: BatchNorm statistics over the global batch, not each process's slice "
+                        "(CUDA only; see docs/scale-out.md)")
+
+    p = sub.add_parser("sweep", help="train every combination of a grid of settings, locally or on Ray")
+    p.add_argument("--grid", nargs="+", required=True, metavar="KEY=V1,V2",
+                   help="keys: norms, seeds, batch-sizes, lrs, archs, recipes; e.g. --grid norms=bn,gn,ln seeds=0,1,2")
+    p.add_argument("--backend", default="local", choices=["local", "ray"],
+                   help="local: one run after another in this process; ray: one Ray task per run (default: local)")
+    p.add_argument("--address", help="Ray cluster to join, e.g. 10.0.0.1:6379 or auto (default: a local Ray)")
+    p.add_argument("--cpus-per-task", type=float, default=1, help="CPUs Ray reserves per run (default: 1)")
+    p.add_argument("--gpus-per-task", type=float, default=0, help="GPUs Ray reserves per run (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed when the grid has no seeds (default: 0)")
+    p.add_argument("--norm", default="bn", help="norm when the grid has no norms (default: bn)")
+    _add_train_options(p, single=False, out_default="runs/sweep")
 
     p = sub.add_parser("compare", help="train one model per norm (and seed) and write a comparison report")
     p.add_argument("--norms", default="bn,gn,ln", help="comma-separated norms (default: bn,gn,ln)")
@@ -65,14 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(p, single=False, out_default="runs/study-batch-size-<arch>-<recipe>")
 
     p = sub.add_parser("evaluate", help="test accuracy, per-class accuracy and confusion matrix of a trained model")
-    p.add_argument("path", help="run folder or .safetensors weights file")
+    p.add_argument("path", nargs="?", help="run folder or .safetensors weights file (or use --pretrained)")
+    p.add_argument("--pretrained", metavar="NORM",
+                   help=f"evaluate the packaged pretrained model of this norm ({', '.join(USER_NORMS)}) instead")
     p.add_argument("--data-dir", help="CIFAR-10 folder (as for train)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
 
-    p = sub.add_parser("predict", help="classify image files with a trained model")
-    p.add_argument("path", help="run folder or .safetensors weights file")
-    p.add_argument("images", nargs="+", help="image files (any size; resized to 32x32)")
+    p = sub.add_parser("predict", help="classify image files with a trained model",
+                       usage="normlab predict [-h] [--top TOP] (PATH | --pretrained NORM) IMAGE [IMAGE ...]")
+    p.add_argument("inputs", nargs="+", metavar="PATH IMAGE",
+                   help="run folder or .safetensors weights file (omit it with --pretrained), then image files "
+                        "(any size; resized to 32x32)")
+    p.add_argument("--pretrained", metavar="NORM",
+                   help=f"use the packaged pretrained model of this norm ({', '.join(USER_NORMS)})")
     p.add_argument("--top", type=int, default=3, help="classes to show per image (default: 3)")
 
     p = sub.add_parser("summary", help="layer table: output shape, parameters, receptive field")
@@ -85,12 +109,15 @@ def cmd_train(a) -> None:
     from .engine import TrainConfig, train
 
     cfg = TrainConfig(arch=a.arch, norm=a.norm, recipe=a.recipe, seed=a.seed, epochs=a.epochs,
-                      batch_size=a.batch_size, lr=a.lr, train_size=a.train_size, val_size=a.val_size,
-                      device=a.device, precision=a.precision, data_dir=a.data_dir, out=a.out,
+                      batch_size=a.batch_size, lr=a.lr, recipe_overrides=parse_settings(a.recipe_set),
+                      train_size=a.train_size, val_size=a.val_size, device=a.device, precision=a.precision,
+                      data_dir=a.data_dir, out=a.out,
                       budget=not a.no_budget, resume=a.resume, overwrite=a.overwrite, progress=not a.no_progress,
-                      compile=a.compile)
+                      compile=a.compile, sync_bn=a.sync_bn)
     _validate_norm(a.norm)
     r = train(cfg)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 reports
     print(f"done: train {r['train_acc']:.2f}%  test {r['test_acc']:.2f}%  in {r['seconds']:.0f} s "
           f"({r['images_per_second']:,.0f} img/s) -> {cfg.out or cfg.default_out()}")
 
@@ -108,7 +135,8 @@ def cmd_compare(a) -> None:
     seeds = parse_list(a.seeds, "seeds", cast=int)
     out = Path(a.out or f"runs/compare-{a.arch}-{a.recipe}")
     base = TrainConfig(arch=a.arch, recipe=a.recipe, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                       train_size=a.train_size, val_size=a.val_size, device=a.device, precision=a.precision,
+                       recipe_overrides=parse_settings(a.recipe_set), train_size=a.train_size,
+                       val_size=a.val_size, device=a.device, precision=a.precision,
                        data_dir=a.data_dir, budget=not a.no_budget, overwrite=a.overwrite,
                        progress=not a.no_progress, compile=a.compile)
     results = compare(base, norms, seeds, out)
@@ -126,19 +154,36 @@ def cmd_study(a) -> None:
         raise NormlabError("--batch-size does not apply to a batch-size study; use --batch-sizes")
     out = Path(a.out or f"runs/study-batch-size-{a.arch}-{a.recipe}")
     base = TrainConfig(arch=a.arch, recipe=a.recipe, seed=a.seed, epochs=a.epochs, lr=a.lr,
-                       train_size=a.train_size, val_size=a.val_size, device=a.device, precision=a.precision,
+                       recipe_overrides=parse_settings(a.recipe_set), train_size=a.train_size,
+                       val_size=a.val_size, device=a.device, precision=a.precision,
                        data_dir=a.data_dir, budget=not a.no_budget, overwrite=a.overwrite,
                        progress=not a.no_progress, compile=a.compile)
     for r in batch_size_study(base, norms, sizes, out):
         print(f"{r['norm']} batch {r['batch_size']}: test {r['test_acc']:.2f}%  {r['seconds']:.0f} s")
 
 
+def cmd_sweep(a) -> None:
+    from .engine import TrainConfig
+    from .sweep import parse_grid, sweep
+
+    grid = parse_grid(a.grid)
+    base = TrainConfig(arch=a.arch, norm=a.norm, recipe=a.recipe, seed=a.seed, epochs=a.epochs,
+                       batch_size=a.batch_size, lr=a.lr, recipe_overrides=parse_settings(a.recipe_set),
+                       train_size=a.train_size, val_size=a.val_size, device=a.device, precision=a.precision,
+                       data_dir=a.data_dir, budget=not a.no_budget, overwrite=a.overwrite,
+                       progress=not a.no_progress, compile=a.compile)
+    results = sweep(base, grid, Path(a.out or "runs/sweep"), backend=a.backend, address=a.address,
+                    cpus_per_task=a.cpus_per_task, gpus_per_task=a.gpus_per_task)
+    print(f"done: {len(results)} runs, test accuracy {min(r['test_acc'] for r in results):.2f}% to "
+          f"{max(r['test_acc'] for r in results):.2f}%")
+
+
 def cmd_evaluate(a) -> None:
     from .data import load_cifar10
-    from .engine import evaluate, load_model, resolve_device
+    from .engine import evaluate, resolve_device
     from .metrics import confusion_matrix, per_class_accuracy
 
-    model = load_model(a.path)
+    model = _load(a.path, a.pretrained)
     data = load_cifar10(a.data_dir)
     device = resolve_device(a.device)
     r = evaluate(model.to(device), data.test_x, data.test_y, device, "fp32")
@@ -158,17 +203,33 @@ def cmd_evaluate(a) -> None:
         print(f"{name:<11}" + "".join(f"{v:>6}" for v in row))
 
 
+def _load(path: str | None, pretrained: str | None):
+    """The model named by exactly one of a PATH (run folder or weights file) and --pretrained NORM."""
+    if (path is None) == (pretrained is None):
+        raise NormlabError("pass either a run folder / .safetensors file or --pretrained NORM, not both"
+                           if path else "pass a run folder / .safetensors file, or --pretrained NORM")
+    if pretrained:
+        from .pretrained import load_pretrained
+        return load_pretrained(pretrained)
+    from .engine import load_model
+    return load_model(path)
+
+
 def cmd_predict(a) -> None:
     import torch
     from PIL import Image, UnidentifiedImageError
 
     from .data import CLASSES
-    from .engine import load_model
 
     if a.top < 1:
         raise NormlabError(f"--top must be at least 1, got {a.top}")
-    model = load_model(a.path)
-    for name in a.images:
+    path, images = (None, a.inputs) if a.pretrained else (a.inputs[0], a.inputs[1:])
+    if a.pretrained and (Path(images[0]).is_dir() or images[0].endswith(".safetensors")):
+        path = images[0]  # a model given twice: _load says so
+    if not images:
+        raise NormlabError("pass a model (run folder, .safetensors file or --pretrained NORM) and at least one image")
+    model = _load(path, a.pretrained)
+    for name in images:
         try:
             with Image.open(name) as im:
                 im = im.convert("RGB").resize((32, 32), Image.Resampling.BICUBIC)
@@ -191,20 +252,41 @@ def cmd_summary(a) -> None:
     print(format_table(build_model(a.arch, a.norm), f"{a.arch} with {a.norm}"))
 
 
-COMMANDS = {"train": cmd_train, "compare": cmd_compare, "study": cmd_study, "evaluate": cmd_evaluate, "predict": cmd_predict,
+COMMANDS = {"train": cmd_train, "compare": cmd_compare, "study": cmd_study, "sweep": cmd_sweep, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "summary": cmd_summary}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    world = os.environ.get("WORLD_SIZE", "1")
+    rank = f"rank {os.environ.get('RANK', '0')}/{world}: " if world not in ("", "1") else ""  # under torchrun
     try:
+        if rank and args.command != "train":
+            raise NormlabError(f"torchrun runs `normlab train` (one model, data-parallel); `normlab "
+                               f"{args.command}` runs in one process (many runs at once: `normlab sweep`)")
         COMMANDS[args.command](args)
     except NormlabError as exc:
-        print(f"normlab: error: {exc}", file=sys.stderr)
+        from .distributed import SharedError
+
+        if not isinstance(exc, SharedError):  # rank 0 has printed it
+            print(f"normlab: error: {rank}{exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("normlab: interrupted; finished epochs are saved: rerun with --resume to continue", file=sys.stderr)
         return 130
+    except RuntimeError as exc:
+        from .distributed import first_line
+
+        if not rank:
+            raise
+        # Most often a peer that stopped: the collective it left waiting fails here.
+        print(f"normlab: error: {rank}stopped: {first_line(exc)} (if another rank failed, its message "
+              "says why)", file=sys.stderr)
+        return 1
+    finally:
+        if rank:
+            from .distributed import shutdown
+            shutdown()
     return 0
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import __version__
+from . import __version__, distributed
 from .augment import augment
 from .data import Cifar10, load_cifar10
 from .errors import NormlabError
@@ -41,6 +41,7 @@ class TrainConfig:
     epochs: int | None = None       # overrides the recipe's
     batch_size: int | None = None   # overrides the recipe's
     lr: float | None = None         # overrides the recipe's
+    recipe_overrides: dict = field(default_factory=dict)  # any other recipe field (the CLI's --set)
     train_size: int | None = None   # train on the first N training images (quick runs, tests)
     val_size: int = 0               # hold out N training images; evaluate on them instead of the test set
     device: str = "auto"
@@ -52,6 +53,12 @@ class TrainConfig:
     overwrite: bool = False
     progress: bool = True
     compile: bool = False           # torch.compile the model
+    sync_bn: bool = False           # under torchrun: BatchNorm statistics over the global batch (CUDA)
+
+    def get_recipe(self) -> Recipe:
+        explicit = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
+        return get_recipe(self.recipe, **{**self.recipe_overrides,
+                                          **{k: v for k, v in explicit.items() if v is not None}})
 
     def run_settings(self, recipe: Recipe, device: str, precision: str) -> dict:
         """What defines the run's numbers: saved in config.json and checked on --resume."""
@@ -178,82 +185,106 @@ def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimi
                            nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
 
 
-def train_epoch(model, opt, recipe, x_all, y_all, *, epoch, seed, device, precision, bar) -> dict:
+def train_epoch(model, opt, recipe, x_all, y_all, *, epoch, seed, device, precision, bar,
+                dist: distributed.Context = distributed.SINGLE) -> dict:
+    """One epoch. Under torchrun (``dist``) each rank trains on its slice of every global batch."""
     n = len(x_all)
     steps = math.ceil(n / recipe.batch_size)
     total_steps = steps * recipe.epochs
-    torch.manual_seed(_epoch_seed(seed, epoch))  # dropout
-    gen = _generator(device, _epoch_seed(seed, epoch))  # shuffle and augmentation
+    torch.manual_seed(_epoch_seed(seed, epoch) * dist.world + dist.rank)  # dropout: a stream per rank
+    gen = _generator(device, _epoch_seed(seed, epoch))  # shuffle and augmentation: the same on every rank
     perm = torch.randperm(n, generator=gen, device=device)
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
     for i in range(steps):
         idx = perm[i * recipe.batch_size:(i + 1) * recipe.batch_size]
+        # Augment the whole global batch (cheap, uint8) so that every rank draws the same numbers.
         xb = augment(x_all[idx], gen, do_flip=recipe.flip, crop_pad=recipe.crop_pad, cutout_size=recipe.cutout)
-        yb = y_all[idx]
+        xb, yb = dist.shard(xb), dist.shard(y_all[idx])
         for group in opt.param_groups:
             group["lr"] = recipe.lr * lr_factor(recipe, epoch * steps + i, total_steps, steps)
         with autocast(device, precision):
             logits = model(to_input(xb))
-            loss = F.cross_entropy(logits.float(), yb, label_smoothing=recipe.label_smoothing)
+            loss = dist.batch_loss(logits.float(), yb, len(idx), recipe.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        loss_sum += loss.detach() * len(idx)
+        loss_sum += loss.detach() * (len(idx) / dist.world)  # this rank's summed loss
         correct += (logits.detach().argmax(1) == yb).sum()
+        seen += len(yb)
         if bar is not None:
             bar.update(len(idx))
             if i % 20 == 0 or i == steps - 1:
-                seen = min(n, (i + 1) * recipe.batch_size)
                 bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}", acc=f"{100.0 * float(correct) / seen:.2f}")
+    loss_sum, correct = dist.sum(loss_sum), dist.sum(correct)
     if not torch.isfinite(loss_sum):
         raise NormlabError(f"training diverged at epoch {epoch + 1} (loss is not finite); lower --lr")
     return {"train_loss": float(loss_sum) / n, "train_acc": 100.0 * float(correct) / n}
 
 
 def train(cfg: TrainConfig, data: Cifar10 | None = None, log=print) -> dict:
-    """Train one model as ``cfg`` says, write its run folder, and return its results."""
-    recipe = get_recipe(cfg.recipe, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr)
-    device = resolve_device(cfg.device)
+    """Train one model as ``cfg`` says, write its run folder, and return its results. Started by
+    torchrun, train data-parallel over its processes (see ``normlab.distributed``)."""
+    recipe = cfg.get_recipe()
+    dist = distributed.from_env()
+    dist.check_batch(recipe.batch_size)
+    device = dist.device(resolve_device(cfg.device))
     precision = resolve_precision(cfg.precision, device)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, cfg.norm)
     params = count_params(model)
     if cfg.budget:
         check_budget(params, recipe.epochs, cfg.arch, cfg.norm)
-    data = data or load_cifar10(cfg.data_dir)
+    distributed.init(dist, device)
+    if not dist.is_main:
+        log = _quiet  # rank 0 speaks for everyone
+    data = data or dist.main_first(lambda: load_cifar10(cfg.data_dir))
     train_x, train_y, (held_name, held_x, held_y) = split(data, cfg.train_size, cfg.val_size)
     run = RunDir(cfg.out or cfg.default_out())
     settings = cfg.run_settings(recipe, device.type, precision)
-    resuming = run.prepare(settings, resume=cfg.resume, overwrite=cfg.overwrite)  # only once all input is valid
+    if dist.enabled:  # the dropout masks depend on the number of processes
+        settings.update(processes=dist.world, sync_bn=cfg.sync_bn)
 
+    def prepare():  # only once all input is valid; rank 0 owns the run folder
+        resuming = run.prepare(settings, resume=cfg.resume, overwrite=cfg.overwrite)
+        return run.load_checkpoint() if resuming else None
+
+    state = dist.on_main(prepare)
     train_x, train_y = train_x.to(device), train_y.to(device)
     model = model.to(device, memory_format=torch.channels_last)
+    train_model = dist.wrap(model, device, cfg.sync_bn)  # DDP under torchrun; shares parameters with ``model``
     opt = make_optimizer(model, recipe)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
-    step_model = torch.compile(model) if cfg.compile else model  # shares parameters with ``model``
+    step_model = torch.compile(train_model) if cfg.compile else train_model
+    eval_model = model if dist.enabled else step_model  # a DDP forward is collective: rank 0 evaluates alone
     start = 0
-    if resuming:
-        state = run.load_checkpoint()
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start = int(state["epoch"])
-        run.truncate_metrics(start)
+        if dist.is_main:
+            run.truncate_metrics(start)
         log(f"resuming {run.path} after epoch {start}/{recipe.epochs}")
+    if dist.enabled:
+        log(f"data-parallel over {dist.world} processes ({torch.distributed.get_backend()}): global batch "
+            f"{recipe.batch_size}, {recipe.batch_size // dist.world} per process")
     log(f"{cfg.arch}/{cfg.norm}: {params:,} parameters | recipe {recipe.name} | {len(train_x):,} training "
         f"images | device {device.type} | {precision} | run folder {run.path}")
 
     for epoch in range(start, recipe.epochs):
         t0 = time.perf_counter()
         bar = tqdm(total=len(train_x), desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="img",
-                   leave=False, disable=not cfg.progress, dynamic_ncols=True)
+                   leave=False, disable=not (cfg.progress and dist.is_main), dynamic_ncols=True)
         row = train_epoch(step_model, opt, recipe, train_x, train_y, epoch=epoch, seed=cfg.seed,
-                          device=device, precision=precision, bar=bar)
+                          device=device, precision=precision, bar=bar, dist=dist)
         bar.close()
         train_seconds = time.perf_counter() - t0
-        held = evaluate(step_model, held_x, held_y, device, precision)
+        if not dist.is_main:
+            continue  # the other ranks go on to the next epoch and wait there for rank 0
+        held = evaluate(eval_model, held_x, held_y, device, precision)
         row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], **row,
                f"{held_name}_loss": held["loss"], f"{held_name}_acc": held["acc"],
                "seconds": time.perf_counter() - t0, "train_seconds": train_seconds,
@@ -264,7 +295,11 @@ def train(cfg: TrainConfig, data: Cifar10 | None = None, log=print) -> dict:
             f"{held_name} loss {held['loss']:.4f}  {held_name} {held['acc']:.2f}%  "
             f"{row['images_per_second']:,.0f} img/s  {row['seconds']:.1f} s")
 
-    return finish(run, model, cfg, recipe, params, data, device, precision, held_name)
+    return dist.on_main(lambda: finish(run, model, cfg, recipe, params, data, device, precision, held_name))
+
+
+def _quiet(*args, **kwargs) -> None:
+    pass
 
 
 def finish(run: RunDir, model, cfg: TrainConfig, recipe: Recipe, params: int, data: Cifar10,
@@ -292,6 +327,8 @@ def finish(run: RunDir, model, cfg: TrainConfig, recipe: Recipe, params: int, da
         "train_size": cfg.train_size, "val_size": cfg.val_size, "batch_size": recipe.batch_size,
         "lr": recipe.lr, "torch": torch.__version__, "normlab": __version__,
     }
+    if torch.distributed.is_initialized():
+        results["processes"] = torch.distributed.get_world_size()
     if held_name == "val":
         results["val_acc"] = round(rows[-1]["val_acc"], 2)
     save_weights(model, run / WEIGHTS, cfg.arch, cfg.norm)

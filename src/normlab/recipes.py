@@ -4,7 +4,7 @@ A recipe is a plain frozen dataclass; the CLI can override epochs, batch size an
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 from .errors import NormlabError
 
@@ -44,8 +44,66 @@ RECIPES: dict[str, Recipe] = {
         Recipe("reference-decay", lr=0.05, schedule="linear-decay",
                description="the reference recipe with learning rate 0.05 decayed linearly to 0 "
                            "over the 20 epochs"),
+        # reference-decay left S8-LN 0.14 points under 70% on the test set. One more change, chosen on the
+        # same 5,000-image validation split (S8-LN, seed 4): weight decay 5e-4 (val 72.30% against 70.34%
+        # without it); a one-cycle schedule with warm-up and peak 0.1 instead was worse (69.90%). With
+        # norm layers after every conv, weight decay mostly keeps the weight norms small, which raises
+        # the effective learning rate late in training (van Laarhoven, 2017).
+        Recipe("reference-decay-wd", lr=0.05, schedule="linear-decay", weight_decay=5e-4,
+               description="reference-decay plus weight decay 5e-4"),
+        # Accuracy within 20 epochs (the "accuracy per parameter" issue). STARTING POINTS: every value
+        # below is a standard choice for short CIFAR-10 schedules, not yet selected on the
+        # 5,000-image validation split (--val-size 5000); change them only on validation evidence.
+        Recipe("fast",
+               epochs=20,              # the budget; the schedule is built to end exactly there
+               batch_size=256,         # BN statistics are stable at 256, still ~196 steps per epoch (3,920
+                                       # in all: short schedules need steps), and larger batches use the
+                                       # CPU's bf16 matrix units better than 128
+               lr=0.2,                 # peak; the usual 0.1 per 128 images for SGD on CIFAR ResNets, scaled
+                                       # linearly to batch 256. GN/LN may want less (validation)
+               momentum=0.9,           # standard
+               nesterov=True,          # slightly better than heavy-ball on short schedules, free
+               weight_decay=5e-4,      # the CIFAR-ResNet standard; with norms it mainly keeps the
+                                       # effective learning rate up as the weights would otherwise grow
+               schedule="onecycle",    # linear warm-up, then linear decay to 0 at the last step:
+                                       # the best-known shape for fixed short budgets
+               warmup_epochs=2.0,      # 10% of the run: lets a high peak rate start safely, which
+                                       # matters most for GN/LN (no batch statistics to absorb it)
+               label_smoothing=0.1,    # soft targets: a cheap regularizer that gains ~0.5 point
+               flip=True,              # random horizontal flip: CIFAR classes are mirror-symmetric
+               crop_pad=4,             # random translation by up to 4 px (reflect padding), the standard
+                                       # CIFAR augmentation
+               cutout=0,               # off: a net this small under-fits in 20 epochs; candidate only
+               description="accuracy within 20 epochs: batch 256, SGD nesterov 0.2 peak one-cycle (2 "
+                           "warm-up epochs), weight decay 5e-4, label smoothing 0.1, crop + flip "
+                           "(starting points pending validation-split selection)"),
     )
 }
+
+
+SCHEDULES = ("constant", "linear-decay", "onecycle", "cosine")
+
+
+def parse_settings(items: list[str] | None) -> dict:
+    """``["lr=0.1", "schedule=onecycle"]`` (the CLI's ``--set``) -> typed recipe overrides."""
+    types = {f.name: f.type for f in fields(Recipe) if f.name not in ("name", "description")}
+    out: dict = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in types:
+            raise NormlabError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(types)}")
+        kind = types[key]
+        try:
+            if kind == "bool":
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                out[key] = value.lower() in ("true", "1", "yes")
+            else:
+                out[key] = {"int": int, "float": float, "str": str}[kind](value)
+        except ValueError:
+            raise NormlabError(f"--set {item!r}: {key} takes a {kind}, got {value!r}") from None
+    return out
 
 
 def get_recipe(name: str, **overrides) -> Recipe:
@@ -59,6 +117,11 @@ def get_recipe(name: str, **overrides) -> Recipe:
             raise NormlabError(f"--{key.replace('_', '-')} must be at least 1, got {overrides[key]}")
     if "lr" in overrides and not overrides["lr"] > 0:
         raise NormlabError(f"--lr must be positive, got {overrides['lr']}")
+    if "schedule" in overrides and overrides["schedule"] not in SCHEDULES:
+        raise NormlabError(f"unknown schedule {overrides['schedule']!r}; choose one of {', '.join(SCHEDULES)}")
+    for key in ("weight_decay", "label_smoothing", "warmup_epochs", "crop_pad", "cutout", "momentum"):
+        if key in overrides and overrides[key] < 0:
+            raise NormlabError(f"{key} must not be negative, got {overrides[key]}")
     return replace(recipe, **overrides)
 
 

@@ -81,13 +81,11 @@ def scaled_lr(base_lr: float, batch_size: int) -> float:
 def batch_size_study(base: TrainConfig, norms: list[str], batch_sizes: list[int], out: Path, log=print) -> list[dict]:
     """Train every (batch size, norm) pair with the learning rate scaled linearly with the batch size,
     into ``out/s8-<norm>-bs<B>``; write ``out/report.md``, ``out/report.html`` and ``out/batch_size.png``."""
-    from .recipes import get_recipe
-
     check_norms(norms)
     bad = [b for b in batch_sizes if b < 1]
     if bad:
         raise NormlabError(f"--batch-sizes must be positive, got {bad}")
-    base_lr = base.lr if base.lr is not None else get_recipe(base.recipe).lr
+    base_lr = base.get_recipe().lr
     configs = [replace(base, norm=norm, batch_size=bs, lr=scaled_lr(base_lr, bs),
                        out=str(out / f"{base.arch}-{norm}-bs{bs}"))
                for bs in sorted(batch_sizes, reverse=True)  # large batches first: they are the fast ones

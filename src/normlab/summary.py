@@ -53,3 +53,23 @@ def format_table(model: nn.Module, title: str) -> str:
     lines += ["-" * len(head), f"total parameters: {count_params(model):,} (buffers such as BN running "
               f"statistics and the input mean/std are not parameters)"]
     return "\n".join(lines)
+
+
+def forward_macs(model: nn.Module) -> int:
+    """Multiply-adds of one forward pass of one image (convs and linears; norms and pools are cheap)."""
+    macs = 0
+
+    def hook(m, i, o):
+        nonlocal macs
+        if isinstance(m, nn.Conv2d):
+            macs += o.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, nn.Linear):
+            macs += o.numel() * m.in_features
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules()]
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 32, 32))
+    for h in hooks:
+        h.remove()
+    return macs

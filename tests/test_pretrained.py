@@ -1,0 +1,106 @@
+"""Pretrained defaults: promoting a run, the model card, and the CLI's --pretrained."""
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import assert_one_line_error as _one_line_error, run_cli
+from normlab.errors import NormlabError
+from normlab.pretrained import ENV, load_pretrained, pretrained_card, promote
+
+
+@pytest.fixture(scope="module")
+def promoted(tmp_path_factory, real_data_dir):
+    """A tiny resnet8-ln run (1 epoch, 512 images), installed into a temporary pretrained folder."""
+    from normlab.engine import TrainConfig, train
+
+    base = tmp_path_factory.mktemp("pretrained")
+    run = base / "run"
+    train(TrainConfig(arch="resnet8", norm="ln", recipe="fast", epochs=1, train_size=512, val_size=200,
+                      precision="fp32", data_dir=str(real_data_dir), out=str(run), progress=False),
+          log=lambda *_: None)
+    folder = base / "pretrained"
+    path = promote(run, folder)
+    assert path == folder / "ln.safetensors" and path.with_suffix(".md").is_file()
+    return run, folder
+
+
+def test_model_card_is_generated_from_run_data(promoted):
+    run, folder = promoted
+    results = json.loads((run / "results.json").read_text())
+    card = pretrained_card("ln", folder)
+    assert card.startswith("# Pretrained `ln` model: `resnet8`")
+    for fragment in ["49,978", "`fast`", f"{results['test_acc']:.2f}%", "| seed | 0 |", "best validation accuracy",
+                     "| label_smoothing | 0.1 |", "| schedule | onecycle |", "images/s", "weights sha256",
+                     results["torch"], "/ fp32 /"]:
+        assert fragment in card, fragment
+
+
+def test_load_pretrained_is_the_run_model(promoted):
+    import torch
+
+    from normlab import load_model
+
+    run, folder = promoted
+    model = load_pretrained("ln", folder)
+    assert not model.training
+    x = torch.rand(3, 3, 32, 32)
+    torch.testing.assert_close(model(x), load_model(run)(x))
+
+
+def test_cli_evaluate_and_predict_with_pretrained(promoted, real_data_dir, tmp_path):
+    run, folder = promoted
+    env = {ENV: str(folder)}
+    proc = run_cli("evaluate", "--pretrained", "ln", "--data-dir", real_data_dir, "--json", env_extra=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["test_acc"] == json.loads((run / "results.json").read_text())["test_acc"]
+    image = tmp_path / "cat.png"
+    Image.new("RGB", (40, 30), (200, 120, 40)).save(image)
+    proc = run_cli("predict", "--pretrained", "ln", image, image, "--top", "2", env_extra=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith(f"{image}: ") and line.count("%") == 2 for line in lines)
+
+
+def test_missing_pretrained_weights_is_a_one_line_error(tmp_path):
+    proc = run_cli("evaluate", "--pretrained", "gn", env_extra={ENV: str(tmp_path)})
+    _one_line_error(proc, "no pretrained gn model is installed", "normlab train", "promote_pretrained.py")
+    proc = run_cli("predict", "--pretrained", "bn", "x.png", env_extra={ENV: str(tmp_path)})
+    _one_line_error(proc, "no pretrained bn model is installed")
+    with pytest.raises(NormlabError, match="no pretrained ln model"):
+        load_pretrained("ln", tmp_path)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["evaluate"], "pass a run folder / .safetensors file, or --pretrained NORM"),
+    (["evaluate", "some/run", "--pretrained", "bn"], "not both"),
+    (["predict", "--pretrained", "bn", "."], "not both"),
+    (["predict", "some/run"], "at least one image"),
+    (["evaluate", "--pretrained", "xn"], "unknown norm 'xn' for --pretrained"),
+])
+def test_path_and_pretrained_are_exclusive(tmp_path, args, fragment):
+    _one_line_error(run_cli(*args, cwd=tmp_path, env_extra={ENV: str(tmp_path)}), fragment)
+
+
+def test_promote_refuses_unfinished_runs(tmp_path):
+    with pytest.raises(NormlabError, match="not a finished run folder"):
+        promote(tmp_path, tmp_path / "out")
+    proc = run_cli_script("scripts/promote_pretrained.py", tmp_path, "--dest", tmp_path / "out")
+    assert proc.returncode == 2 and "not a finished run folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def run_cli_script(script, *args):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, str(root / script), *map(str, args)], capture_output=True, text=True)
+
+
+def test_pretrained_files_are_package_data():
+    root = Path(__file__).resolve().parents[1]
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["normlab"]
+    assert {"pretrained/*.safetensors", "pretrained/*.md"} <= set(data)
+    assert (root / "src" / "normlab" / "pretrained").is_dir()

@@ -1,0 +1,24 @@
+"""The `fast` recipe: within the budget, augmentation on, one-cycle schedule that ends at 0."""
+import pytest
+
+from normlab.recipes import get_recipe, lr_factor
+
+
+def test_fast_recipe_fields():
+    r = get_recipe("fast")
+    assert r.epochs == 20 and r.batch_size == 256 and r.nesterov and r.momentum == 0.9
+    assert r.flip and r.crop_pad == 4 and r.label_smoothing == pytest.approx(0.1)
+    assert r.weight_decay == pytest.approx(5e-4) and r.schedule == "onecycle" and r.warmup_epochs == 2
+    assert "pending validation" in r.description
+
+
+def test_fast_schedule_warms_up_then_decays_to_zero():
+    r = get_recipe("fast")
+    steps = 196  # ceil(50,000 / 256)
+    total = steps * r.epochs
+    factors = [lr_factor(r, s, total, steps) for s in range(total)]
+    peak = factors.index(max(factors))
+    assert max(factors) == pytest.approx(1.0) and peak == 2 * steps - 1
+    assert all(a <= b for a, b in zip(factors[:peak], factors[1:peak + 1]))
+    assert all(a >= b for a, b in zip(factors[peak:], factors[peak + 1:]))
+    assert factors[-1] < 0.001
