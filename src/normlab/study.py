@@ -33,20 +33,22 @@ def check_norms(norms: list[str]) -> None:
         raise NormlabError(f"unknown norm {', '.join(bad)}; choose from {', '.join(USER_NORMS)}")
 
 
-def run_all(configs: list[TrainConfig], overwrite: bool, log=print) -> list[dict]:
-    """Train each config into its ``out`` folder in turn: finished runs are reused (unless ``overwrite``),
-    interrupted ones resumed. Returns every run's results, in order."""
-    results, reused = [], []
-    for cfg in configs:
-        run = RunDir(cfg.out)
-        if run.finished and not overwrite:
-            results.append(run.results())
-            reused.append(run.path.name)
-        else:
-            results.append(train(replace(cfg, resume=True), log=log))
+def reuse_finished(configs: list[TrainConfig], overwrite: bool, log=print) -> list[dict | None]:
+    """Each config's results where its ``out`` folder holds a finished run (unless ``overwrite``), else
+    None; says which runs are reused."""
+    runs = [RunDir(cfg.out) for cfg in configs]
+    results = [run.results() if run.finished and not overwrite else None for run in runs]
+    reused = [run.path.name for run, r in zip(runs, results) if r is not None]
     if reused:
         log(f"reused {len(reused)} finished run(s): {', '.join(reused)}")
     return results
+
+
+def run_all(configs: list[TrainConfig], overwrite: bool, log=print) -> list[dict]:
+    """Train each config into its ``out`` folder in turn: finished runs are reused (unless ``overwrite``),
+    interrupted ones resumed. Returns every run's results, in order."""
+    return [r if r is not None else train(replace(cfg, resume=True), log=log)
+            for cfg, r in zip(configs, reuse_finished(configs, overwrite, log))]
 
 
 def compare(base: TrainConfig, norms: list[str], seeds: list[int], out: Path, log=print) -> list[dict]:

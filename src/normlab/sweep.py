@@ -12,8 +12,8 @@ from pathlib import Path
 
 from .engine import TrainConfig, train
 from .errors import NormlabError
-from .runs import RunDir, atomic_write_json, atomic_write_text
-from .study import check_norms, mean_std, parse_list, run_all
+from .runs import atomic_write_json, atomic_write_text
+from .study import check_norms, mean_std, parse_list, reuse_finished, run_all
 
 # grid key -> (TrainConfig field, type of its values)
 GRID_KEYS = {"archs": ("arch", str), "norms": ("norm", str), "recipes": ("recipe", str),
@@ -128,17 +128,8 @@ def run_on_ray(configs: list[TrainConfig], overwrite: bool, address: str | None,
                                "set, with the cluster's token?)") from None
     try:
         task = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=0)(_train_task)
-        results: list[dict | None] = [None] * len(configs)
-        pending, reused = {}, []
-        for i, cfg in enumerate(configs):
-            run = RunDir(cfg.out)
-            if run.finished and not overwrite:
-                results[i] = run.results()
-                reused.append(run.path.name)
-            else:
-                pending[task.remote(cfg)] = i
-        if reused:
-            log(f"reused {len(reused)} finished run(s): {', '.join(reused)}")
+        results = reuse_finished(configs, overwrite, log)
+        pending = {task.remote(cfg): i for i, (cfg, r) in enumerate(zip(configs, results)) if r is None}
         while pending:
             [done], _ = ray.wait(list(pending), num_returns=1)
             i = pending.pop(done)
