@@ -68,10 +68,11 @@ def test_finished_run_is_not_overwritten(tiny_run, real_data_dir):
 
 
 def test_evaluate_matches_results(tiny_run, real_data_dir):
-    proc = run_cli("evaluate", tiny_run, "--data-dir", real_data_dir, "--json")
+    proc = run_cli("evaluate", tiny_run, "--data-dir", real_data_dir, "--json", "--flip-tta")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["test_acc"] == json.loads((tiny_run / "results.json").read_text())["test_acc"]
+    assert 0 <= out["test_acc_flip_tta"] <= 100
     assert len(out["confusion_matrix"]) == 10 and sum(map(sum, out["confusion_matrix"])) == 10_000
 
 

@@ -87,9 +87,24 @@ def test_budget_guard(tmp_path):
 def test_bf16_and_augmented_recipe_run(real_data_dir, tmp_path):
     if engine.resolve_precision("auto", torch.device("cpu")) != "bf16":
         pytest.skip("this CPU has no native bfloat16")
-    r = train(_quick(tmp_path, "bf", norm="ln", precision="bf16", epochs=1, recipe="reference-decay"),
-              log=lambda *_: None, data=load_cifar10(real_data_dir))
+    cfg = _quick(tmp_path, "bf", norm="ln", precision="bf16", epochs=1, recipe="reference-decay")
+    cfg.recipe_overrides = {"flip": True, "crop_pad": 2, "cutout": 8}
+    r = train(cfg, log=lambda *_: None, data=load_cifar10(real_data_dir))
     assert r["precision"] == "bf16" and r["epochs"] == 1
+    # Trained with flips: flip test-time augmentation is recorded, apart from the single-view figure.
+    assert 0 <= r["test_acc_flip_tta"] <= 100 and r["test_acc_flip_tta"] != r["test_acc"]
+
+
+def test_flip_tta_averages_an_image_and_its_mirror():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(10))
+    x = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    cpu = torch.device("cpu")
+    plain = engine.predict_logits(model, x, cpu, "fp32")
+    mirrored = engine.predict_logits(model, x.flip(3), cpu, "fp32")
+    tta = engine.predict_logits(model, x, cpu, "fp32", batch_size=2, flip_tta=True)
+    torch.testing.assert_close(tta, (plain + mirrored) / 2)
+    assert not torch.allclose(plain, mirrored)
 
 
 def test_recipe_overrides_from_set():

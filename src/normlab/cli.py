@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="CIFAR-10 folder (as for train)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    p.add_argument("--flip-tta", action="store_true",
+                   help="also report accuracy with flip test-time augmentation (apart from the single-view figure)")
 
     p = sub.add_parser("predict", help="classify image files with a trained model",
                        usage="normlab predict [-h] [--top TOP] (PATH | --pretrained NORM) IMAGE [IMAGE ...]")
@@ -190,10 +192,16 @@ def cmd_evaluate(a) -> None:
     cm = confusion_matrix(data.test_y, r["pred"])
     out = {"test_acc": round(r["acc"], 2), "test_loss": round(r["loss"], 4),
            "per_class_test_acc": dict(zip(data.classes, per_class_accuracy(cm))), "confusion_matrix": cm.tolist()}
+    if a.flip_tta:
+        out["test_acc_flip_tta"] = round(evaluate(model, data.test_x, data.test_y, device, "fp32",
+                                                  flip_tta=True)["acc"], 2)
     if a.json:
         print(json.dumps(out, indent=2))
         return
     print(f"test accuracy {out['test_acc']:.2f}%  (loss {out['test_loss']:.4f}, {len(data.test_y):,} images)")
+    if a.flip_tta:
+        print(f"with flip test-time augmentation {out['test_acc_flip_tta']:.2f}% (mean of each image's and its "
+              "mirror's logits; not the single-view figure)")
     print("\nper-class accuracy:")
     for name, acc in out["per_class_test_acc"].items():
         print(f"  {name:<11}{acc:6.2f}%")
