@@ -1,0 +1,67 @@
+"""A ConvMixer-style network ("convmixer"), for any norm, within the 50,000-parameter budget.
+
+The layout follows ConvMixer (Trockman & Kolter, "Patches Are All You Need?", 2022): a patch embedding,
+then ``depth`` identical blocks at one resolution, each a depthwise conv (mixes space, with a residual
+connection around it) followed by a pointwise 1x1 conv (mixes channels):
+
+    embed   conv 2x2, stride 2, 3->64                   ReLU norm   16x16
+    block   x + norm(ReLU(depthwise conv3x3(x)))                    16x16   } x 9
+            norm(ReLU(conv1x1 64->64 (x)))                          16x16   }
+    head    global average pool -> linear 64->10
+
+45,898 parameters with bn, gn or ln; 11.0 M multiply-adds per image. Why this shape under a parameter
+budget (measured on the validation split, docs/architectures.md): a depthwise-separable block costs
+9C + C^2 parameters instead of 9C^2, so the net can be nine blocks deep at width 64 and keep all of them
+at 16x16 resolution (no pooling until the head), which is what a net this small needs: in 8-epoch
+validation runs it learned far faster than the pooled residual nets and S8. Kernel 3 rather than
+ConvMixer's larger kernels: on this CPU a depthwise 5x5 took 5x the time of a 3x3, not 2.8x, and the
+budget buys one more block instead. Norms come after the activation, as in ConvMixer. No conv biases
+(a norm follows every conv). Input normalization is part of the model (buffers), as in S8.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from ..norms import create_norm
+from .common import Normalize
+
+GN_CHANNELS_PER_GROUP = 8
+
+
+def _norm(norm: str, channels: int) -> nn.Module:
+    return create_norm(norm, channels, groups=max(1, channels // GN_CHANNELS_PER_GROUP))
+
+
+class Residual(nn.Module):
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+def mixer_block(width: int, kernel: int, norm: str) -> nn.Sequential:
+    return nn.Sequential(
+        Residual(nn.Sequential(nn.Conv2d(width, width, kernel, padding=kernel // 2, groups=width, bias=False),
+                               nn.ReLU(inplace=True), _norm(norm, width))),
+        nn.Conv2d(width, width, 1, bias=False), nn.ReLU(inplace=True), _norm(norm, width))
+
+
+class ConvMixer(nn.Module):
+    def __init__(self, norm: str = "bn", *, width: int = 64, depth: int = 9, kernel: int = 3, patch: int = 2,
+                 num_classes: int = 10):
+        super().__init__()
+        self.normalize = Normalize()
+        self.embed = nn.Sequential(nn.Conv2d(3, width, patch, stride=patch, bias=False), nn.ReLU(inplace=True),
+                                   _norm(norm, width))
+        self.blocks = nn.Sequential(*(mixer_block(width, kernel, norm) for _ in range(depth)))
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.blocks(self.embed(self.normalize(x))).mean((2, 3)))
+
+
+def convmixer(norm: str = "bn") -> ConvMixer:
+    """45,898 parameters, 11.0 M multiply-adds: width 64, 9 blocks, kernel 3, 2x2 patches."""
+    return ConvMixer(norm)
