@@ -96,6 +96,13 @@ def test_compare_writes_report_and_reuses_finished_runs(tmp_path, real_data_dir)
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr
     assert "reused 2 finished run(s)" in again.stdout
+    # --report-only reports what is finished (seed 0) and trains nothing (no seed 1 folders)
+    only = run_cli(*[a if a != "0" else "0,1" for a in args], "--report-only")
+    assert only.returncode == 0, only.stderr
+    assert not (tmp_path / "cmp" / "s8-bn-seed1").exists()
+    assert "s8-ln-seed0" in (tmp_path / "cmp" / "report.md").read_text()
+    _one_line_error(run_cli(*[a if a != "0" else "7" for a in args], "--report-only"),
+                    "no finished runs", "drop --report-only")
 
 
 def test_batch_size_study(tmp_path, real_data_dir):

@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--norms", default="bn,gn,ln", help="comma-separated norms (default: bn,gn,ln)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
     _add_train_options(p, single=False, out_default="runs/compare-<arch>-<recipe>")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: write the report from the runs of these norms and seeds that are finished")
 
     p = sub.add_parser("study", help="studies: batch-size (accuracy against batch size, one line per norm)")
     p.add_argument("kind", choices=["batch-size"], help="which study")
@@ -141,7 +143,7 @@ def cmd_compare(a) -> None:
                        val_size=a.val_size, device=a.device, precision=a.precision,
                        data_dir=a.data_dir, budget=not a.no_budget, overwrite=a.overwrite,
                        progress=not a.no_progress, compile=a.compile)
-    results = compare(base, norms, seeds, out)
+    results = compare(base, norms, seeds, out, report_only=a.report_only)
     for r in results:
         print(f"{r['norm']} seed {r['seed']}: train {r['train_acc']:.2f}%  test {r['test_acc']:.2f}%  {r['seconds']:.0f} s")
 

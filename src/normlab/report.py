@@ -117,15 +117,28 @@ def plot_overlaid_curves(out: Path, results: list[dict], held: str, path: Path) 
     plt.close(fig)
 
 
+def _precisions(results: list[dict]) -> list[str]:
+    """``bf16`` where every run used it, else e.g. ``bf16 (bn, ln)``, ``fp32 (gn)``."""
+    by: dict[str, list[str]] = {}
+    for r in results:
+        norms = by.setdefault(r["precision"], [])
+        if r["norm"] not in norms:
+            norms.append(r["norm"])
+    return list(by) if len(by) == 1 else [f"{p} ({', '.join(n)})" for p, n in by.items()]
+
+
 def summary_rows(results: list[dict], held: str) -> list[dict]:
     by_norm: dict[str, list[dict]] = {}
     for r in results:
         by_norm.setdefault(r["norm"], []).append(r)
+    tta = all("test_acc_flip_tta" in r for r in results)  # one column set for every row
     rows = []
     for norm, rs in by_norm.items():
         rows.append({
             "norm": norm, "runs": len(rs), "params": f"{rs[0]['params']:,}",
             "train acc": _fmt([r["train_acc"] for r in rs]), "test acc": _fmt([r["test_acc"] for r in rs]),
+            **({"test acc, flip TTA": _fmt([r["test_acc_flip_tta"] for r in rs])}
+               if tta else {}),
             f"best {held} acc (epoch)": ", ".join(f"{r[f'best_{held}_acc']:.2f} ({r['best_epoch']})" for r in rs),
             "time (s)": _fmt([r["seconds"] for r in rs], 0),
             "images/s": _fmt([r["images_per_second"] for r in rs], 0),
@@ -148,7 +161,7 @@ def compare_report(out: Path, results: list[dict], title: str | None = None, not
     seeds = sorted({r["seed"] for r in results})
     title = title or f"{first['arch']}: {', '.join(dict.fromkeys(r['norm'] for r in results))} compared"
     intro = (f"Recipe `{first['recipe']}`, {first['epochs']} epochs, seed{'s' if len(seeds) > 1 else ''} "
-             f"{', '.join(map(str, seeds))}, {first['precision']} on {first['device']} "
+             f"{', '.join(map(str, seeds))}, {' / '.join(dict.fromkeys(_precisions(results)))} on {first['device']} "
              f"({first.get('threads', '?')} threads), torch {first['torch']}. Accuracies in percent at the final "
              f"epoch{' (mean ± sample std over seeds)' if len(seeds) > 1 else ''}; the best epoch's {held} "
              f"accuracy beside them. Test accuracy is computed in float32 from the saved weights.")

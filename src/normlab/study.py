@@ -51,14 +51,21 @@ def run_all(configs: list[TrainConfig], overwrite: bool, log=print) -> list[dict
             for cfg, r in zip(configs, reuse_finished(configs, overwrite, log))]
 
 
-def compare(base: TrainConfig, norms: list[str], seeds: list[int], out: Path, log=print) -> list[dict]:
+def compare(base: TrainConfig, norms: list[str], seeds: list[int], out: Path, log=print,
+            report_only: bool = False) -> list[dict]:
     """Train every (norm, seed) pair into ``out/<arch>-<norm>-seed<seed>`` and write ``out/report.md``
-    and ``out/report.html``."""
+    and ``out/report.html``. ``report_only``: train nothing; report the pairs whose runs are finished."""
     check_norms(norms)
     configs = [replace(base, norm=norm, seed=seed, out=str(out / f"{base.arch}-{norm}-seed{seed}"))
                for seed in seeds  # seed-major: a study cut short still has every norm for its first seeds
                for norm in norms]
-    results = run_all(configs, base.overwrite, log)
+    if report_only:
+        results = [r for r in reuse_finished(configs, False, log) if r is not None]
+        if not results:
+            raise NormlabError(f"{out}: no finished runs of these norms and seeds to report; train them first "
+                               "(drop --report-only)")
+    else:
+        results = run_all(configs, base.overwrite, log)
     from .report import compare_report
     compare_report(out, results)
     log(f"report: {out / 'report.md'}")
