@@ -77,6 +77,9 @@ def _pct(value) -> str:
     return "n/a" if value is None else f"{value:.2f}%"
 
 
+LABELS = {"test_acc_flip_tta": "test accuracy with flip test-time augmentation (not the headline figure)"}
+
+
 def model_card(results: dict, config: dict, run_name: str, sha256: str) -> str:
     """Markdown model card built only from a run's results.json and config.json."""
     r, recipe = results, config.get("recipe", {})
@@ -91,7 +94,7 @@ def model_card(results: dict, config: dict, run_name: str, sha256: str) -> str:
         ("seed", r["seed"]),
         ("test accuracy (single view, float32)", _pct(r.get("test_acc"))),
     ]
-    rows += [(f"{key.replace('_', ' ')}", _pct(v)) for key, v in r.items()
+    rows += [(LABELS.get(key, key.replace("_", " ")), _pct(v)) for key, v in r.items()
              if key.startswith("test_acc_") and isinstance(v, (int, float))]  # e.g. flip TTA, reported apart
     if "best_val_acc" in r:
         rows.append(("best validation accuracy", f"{_pct(r['best_val_acc'])} (epoch {r.get('best_epoch')})"))
