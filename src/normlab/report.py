@@ -161,7 +161,7 @@ def compare_report(out: Path, results: list[dict], title: str | None = None, not
     seeds = sorted({r["seed"] for r in results})
     title = title or f"{first['arch']}: {', '.join(dict.fromkeys(r['norm'] for r in results))} compared"
     intro = (f"Recipe `{first['recipe']}`, {first['epochs']} epochs, seed{'s' if len(seeds) > 1 else ''} "
-             f"{', '.join(map(str, seeds))}, {' / '.join(dict.fromkeys(_precisions(results)))} on {first['device']} "
+             f"{', '.join(map(str, seeds))}, {' / '.join(_precisions(results))} on {first['device']} "
              f"({first.get('threads', '?')} threads), torch {first['torch']}. Accuracies in percent at the final "
              f"epoch{' (mean ± sample std over seeds)' if len(seeds) > 1 else ''}; the best epoch's {held} "
              f"accuracy beside them. Test accuracy is computed in float32 from the saved weights.")
