@@ -270,11 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     world = os.environ.get("WORLD_SIZE", "1")
     rank = f"rank {os.environ.get('RANK', '0')}/{world}: " if world not in ("", "1") else ""  # under torchrun
+    finished = False
     try:
         if rank and args.command != "train":
             raise NormlabError(f"torchrun runs `normlab train` (one model, data-parallel); `normlab "
                                f"{args.command}` runs in one process (many runs at once: `normlab sweep`)")
         COMMANDS[args.command](args)
+        finished = True
     except NormlabError as exc:
         from .distributed import SharedError
 
@@ -296,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if rank:
             from .distributed import shutdown
-            shutdown()
+            shutdown(finished)
     return 0
 
 

@@ -154,9 +154,14 @@ def init(ctx: Context, device: torch.device) -> None:
                            f"({first_line(exc)}); start normlab with torchrun") from None
 
 
-def shutdown() -> None:
-    """Leave the process group, if this process joined one."""
+def shutdown(finished: bool) -> None:
+    """Leave the process group, if this process joined one. After a ``finished`` job the ranks first
+    meet at a barrier, so that none tears its connections down while a peer is still using them (gloo
+    then aborted rank 0 with "terminate called without an active exception" about one exit in ten).
+    After a failure there is no barrier: a peer that gave up would never arrive."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if finished:
+            torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 
