@@ -105,6 +105,13 @@ def test_flip_tta_averages_an_image_and_its_mirror():
     tta = engine.predict_logits(model, x, cpu, "fp32", batch_size=2, flip_tta=True)
     torch.testing.assert_close(tta, (plain + mirrored) / 2)
     assert not torch.allclose(plain, mirrored)
+    # evaluate reports both from one pass: single-view logits and accuracy, and the flip-TTA accuracy.
+    y = torch.tensor([0, 1, 2, 3, 4])
+    r = engine.evaluate(model, x, y, cpu, "fp32", flip_tta=True)
+    torch.testing.assert_close(r["logits"], plain)
+    assert r["acc"] == 100.0 * float((plain.argmax(1) == y).float().mean())
+    assert r["acc_flip_tta"] == 100.0 * float((tta.argmax(1) == y).float().mean())
+    assert "acc_flip_tta" not in engine.evaluate(model, x, y, cpu, "fp32")
 
 
 def test_recipe_overrides_from_set():

@@ -190,13 +190,12 @@ def cmd_evaluate(a) -> None:
     model = _load(a.path, a.pretrained)
     data = load_cifar10(a.data_dir)
     device = resolve_device(a.device)
-    r = evaluate(model.to(device), data.test_x, data.test_y, device, "fp32")
+    r = evaluate(model.to(device), data.test_x, data.test_y, device, "fp32", flip_tta=a.flip_tta)
     cm = confusion_matrix(data.test_y, r["pred"])
     out = {"test_acc": round(r["acc"], 2), "test_loss": round(r["loss"], 4),
            "per_class_test_acc": dict(zip(data.classes, per_class_accuracy(cm))), "confusion_matrix": cm.tolist()}
     if a.flip_tta:
-        out["test_acc_flip_tta"] = round(evaluate(model, data.test_x, data.test_y, device, "fp32",
-                                                  flip_tta=True)["acc"], 2)
+        out["test_acc_flip_tta"] = round(r["acc_flip_tta"], 2)
     if a.json:
         print(json.dumps(out, indent=2))
         return
