@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, distributed
 from .errors import NormlabError
 from .models import ARCHS
 from .norms import USER_NORMS
@@ -120,7 +119,7 @@ def cmd_train(a) -> None:
                       compile=a.compile, sync_bn=a.sync_bn)
     _validate_norm(a.norm)
     r = train(cfg)
-    if os.environ.get("RANK", "0") != "0":
+    if not distributed.from_env().is_main:
         return  # under torchrun, rank 0 reports
     print(f"done: train {r['train_acc']:.2f}%  test {r['test_acc']:.2f}%  in {r['seconds']:.0f} s "
           f"({r['images_per_second']:,.0f} img/s) -> {cfg.out or cfg.default_out()}")
@@ -267,37 +266,31 @@ COMMANDS = {"train": cmd_train, "compare": cmd_compare, "study": cmd_study, "swe
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    world = os.environ.get("WORLD_SIZE", "1")
-    rank = f"rank {os.environ.get('RANK', '0')}/{world}: " if world not in ("", "1") else ""  # under torchrun
+    rank = ""  # under torchrun: "rank R/W: " before each message
     finished = False
     try:
+        rank = distributed.from_env().prefix
         if rank and args.command != "train":
             raise NormlabError(f"torchrun runs `normlab train` (one model, data-parallel); `normlab "
                                f"{args.command}` runs in one process (many runs at once: `normlab sweep`)")
         COMMANDS[args.command](args)
         finished = True
     except NormlabError as exc:
-        from .distributed import SharedError
-
-        if not isinstance(exc, SharedError):  # rank 0 has printed it
+        if not isinstance(exc, distributed.SharedError):  # rank 0 has printed it
             print(f"normlab: error: {rank}{exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("normlab: interrupted; finished epochs are saved: rerun with --resume to continue", file=sys.stderr)
         return 130
     except RuntimeError as exc:
-        from .distributed import first_line
-
         if not rank:
             raise
         # Most often a peer that stopped: the collective it left waiting fails here.
-        print(f"normlab: error: {rank}stopped: {first_line(exc)} (if another rank failed, its message "
-              "says why)", file=sys.stderr)
+        print(f"normlab: error: {rank}stopped: {distributed.first_line(exc)} (if another rank failed, its "
+              "message says why)", file=sys.stderr)
         return 1
     finally:
-        if rank:
-            from .distributed import shutdown
-            shutdown(finished)
+        distributed.shutdown(finished)  # a no-op without a process group
     return 0
 
 

@@ -42,6 +42,11 @@ class Context:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def prefix(self) -> str:
+        """How this process signs its messages: "rank 1/2: " under torchrun, nothing alone."""
+        return f"rank {self.rank}/{self.world}: " if self.enabled else ""
+
     def check_batch(self, batch_size: int) -> None:
         if batch_size % self.world:
             raise NormlabError(f"--batch-size {batch_size} is the global batch and must divide evenly over the "
