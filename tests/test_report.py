@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import assert_one_line_error, run_cli
 from normlab import report
 from normlab.data import CLASSES
 from normlab.runs import atomic_write_json
@@ -49,6 +50,32 @@ def test_compare_report_files(tmp_path):
     html = (tmp_path / "report.html").read_text()
     assert html.count("<img ") == 1 + 3 * len(results)
     assert "http://" not in html and "https://" not in html  # self-contained: no network
+
+
+def test_report_of_runs_from_different_folders_and_settings(tmp_path):
+    # Runs of two studies at different peak learning rates: lr becomes a column, links lead to each folder.
+    for study, norm, lr in (("a", "bn", 0.2), ("b", "gn", 0.1)):
+        for r in _fake_study(tmp_path / study, norms=(norm,)):
+            atomic_write_json(tmp_path / study / report.run_name(r) / "results.json", {**r, "lr": lr})
+    folders = [tmp_path / "a" / "s8-bn-seed0", tmp_path / "a" / "s8-bn-seed1", tmp_path / "b" / "s8-gn-seed0"]
+    proc = run_cli("report", *folders, "--out", tmp_path / "rep", "--title", "Final runs")
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert md.startswith("# Final runs\n") and "Recipe `reference`, 5 epochs, seeds 0, 1, bf16 on cpu" in md
+    assert "| norm | peak lr | runs | params |" in md
+    assert "| bn | 0.2 | 2 | 48,096 | 55.50 ± 0.71 |" in md and "| gn | 0.1 | 1 | 48,096 | 55.00 |" in md
+    assert "![confusion](../b/s8-gn-seed0/confusion.png)" in md
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert html.count("<img ") == 1 + 3 * len(folders)
+
+
+def test_report_refuses_missing_and_unfinished_runs(tmp_path):
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "metrics.jsonl").write_text("")
+    for folder, fragment in ((tmp_path / "nowhere", "no such run folder"), (tmp_path / "half", "--resume")):
+        proc = run_cli("report", folder, "--out", tmp_path / "rep")
+        assert_one_line_error(proc, str(folder), fragment)
+    assert not (tmp_path / "rep").exists()
 
 
 def test_batch_size_report_files(tmp_path):

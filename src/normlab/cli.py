@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: write the report from the runs of these norms and seeds that are finished")
 
+    p = sub.add_parser("report", help="a comparison report of finished runs from any folders (e.g. different "
+                       "learning rates or architectures)")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="finished run folders")
+    p.add_argument("--out", required=True, help="folder for report.md, report.html and curves.png")
+    p.add_argument("--title", help="the report's title (default: its architectures and norms)")
+
     p = sub.add_parser("study", help="studies: batch-size (accuracy against batch size, one line per norm)")
     p.add_argument("kind", choices=["batch-size"], help="which study")
     p.add_argument("--norms", default="bn,gn,ln", help="comma-separated norms (default: bn,gn,ln)")
@@ -145,6 +151,14 @@ def cmd_compare(a) -> None:
     results = compare(base, norms, seeds, out, report_only=a.report_only)
     for r in results:
         print(f"{r['norm']} seed {r['seed']}: train {r['train_acc']:.2f}%  test {r['test_acc']:.2f}%  {r['seconds']:.0f} s")
+
+
+def cmd_report(a) -> None:
+    from .study import report_runs
+
+    out = Path(a.out)
+    results = report_runs([Path(r) for r in a.runs], out, a.title)
+    print(f"report of {len(results)} runs: {out / 'report.md'} and {out / 'report.html'}")
 
 
 def cmd_study(a) -> None:
@@ -260,8 +274,8 @@ def cmd_summary(a) -> None:
     print(format_table(build_model(a.arch, a.norm), f"{a.arch} with {a.norm}"))
 
 
-COMMANDS = {"train": cmd_train, "compare": cmd_compare, "study": cmd_study, "sweep": cmd_sweep, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "summary": cmd_summary}
+COMMANDS = {"train": cmd_train, "compare": cmd_compare, "report": cmd_report, "study": cmd_study,
+            "sweep": cmd_sweep, "evaluate": cmd_evaluate, "predict": cmd_predict, "summary": cmd_summary}
 
 
 def main(argv: list[str] | None = None) -> int:

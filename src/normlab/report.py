@@ -92,21 +92,47 @@ def run_name(r: dict) -> str:
     return f"{r['arch']}-{r['norm']}-seed{r['seed']}"
 
 
-def plot_overlaid_curves(out: Path, results: list[dict], held: str, path: Path) -> None:
-    """The 2x2 curves of every run on one figure, one colour per norm."""
+# What may differ between the runs of one report besides norm and seed: any setting that does becomes a
+# table column (and a curve label); those shared by every run are stated once in the introduction.
+SETTINGS = {"arch": "arch", "recipe": "recipe", "epochs": "epochs", "lr": "peak lr", "precision": "precision"}
+_TEXT_COLUMNS = {"arch", "norm", "recipe", "precision"}
+
+
+def _varying(results: list[dict]) -> list[str]:
+    return [k for k in SETTINGS if len({r.get(k) for r in results}) > 1]
+
+
+def _groups(results: list[dict]) -> dict[tuple, list[dict]]:
+    """The runs grouped by norm and every varying setting: one table row (a mean over seeds) each."""
+    varying = _varying(results)
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["norm"], *(r.get(k) for k in varying)), []).append(r)
+    return groups
+
+
+def _group_label(key: tuple, varying: list[str]) -> str:
+    norm, *values = key
+    return " ".join([norm] + [f"{k}={v:g}" if isinstance(v, float) else f"{v}" for k, v in zip(varying, values)])
+
+
+def plot_overlaid_curves(folders: list[Path], results: list[dict], held: str, path: Path) -> None:
+    """The 2x2 curves of every run on one figure, one colour per table row (norm and varying settings)."""
     from .runs import read_jsonl
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), constrained_layout=True)
     panels = curve_panels(held)
-    norms = list(dict.fromkeys(r["norm"] for r in results))
-    colors = dict(zip(norms, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    varying = _varying(results)
+    keys = list(_groups(results))
+    colors = dict(zip(keys, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
     labelled = set()
-    for r in results:
-        rows = read_jsonl(out / run_name(r) / "metrics.jsonl")
-        label = None if r["norm"] in labelled else r["norm"]
-        labelled.add(r["norm"])
-        for ax, (key, title) in zip(axes.flat, panels):
-            ax.plot([x["epoch"] for x in rows], [x[key] for x in rows], color=colors[r["norm"]], alpha=0.8,
+    for folder, r in zip(folders, results):
+        rows = read_jsonl(folder / "metrics.jsonl")
+        key = (r["norm"], *(r.get(k) for k in varying))
+        label = None if key in labelled else _group_label(key, varying)
+        labelled.add(key)
+        for ax, (metric, title) in zip(axes.flat, panels):
+            ax.plot([x["epoch"] for x in rows], [x[metric] for x in rows], color=colors[key], alpha=0.8,
                     label=label)
             ax.set_title(title)
             ax.set_xlabel("epoch")
@@ -117,28 +143,18 @@ def plot_overlaid_curves(out: Path, results: list[dict], held: str, path: Path) 
     plt.close(fig)
 
 
-def _precisions(results: list[dict]) -> list[str]:
-    """``bf16`` where every run used it, else e.g. ``bf16 (bn, ln)``, ``fp32 (gn)``."""
-    by: dict[str, list[str]] = {}
-    for r in results:
-        norms = by.setdefault(r["precision"], [])
-        if r["norm"] not in norms:
-            norms.append(r["norm"])
-    return list(by) if len(by) == 1 else [f"{p} ({', '.join(n)})" for p, n in by.items()]
-
-
 def summary_rows(results: list[dict], held: str) -> list[dict]:
-    by_norm: dict[str, list[dict]] = {}
-    for r in results:
-        by_norm.setdefault(r["norm"], []).append(r)
-    tta = all("test_acc_flip_tta" in r for r in results)  # one column set for every row
+    varying = _varying(results)
+    tta = any("test_acc_flip_tta" in r for r in results)  # runs trained without flips: "-"
     rows = []
-    for norm, rs in by_norm.items():
+    for (norm, *values), rs in _groups(results).items():
+        settings = {SETTINGS[k]: f"{v:g}" if isinstance(v, float) else str(v) for k, v in zip(varying, values)}
         rows.append({
-            "norm": norm, "runs": len(rs), "params": f"{rs[0]['params']:,}",
+            **({"arch": settings.pop("arch")} if "arch" in settings else {}), "norm": norm, **settings,
+            "runs": len(rs), "params": f"{rs[0]['params']:,}",
             "train acc": _fmt([r["train_acc"] for r in rs]), "test acc": _fmt([r["test_acc"] for r in rs]),
-            **({"test acc, flip TTA": _fmt([r["test_acc_flip_tta"] for r in rs])}
-               if tta else {}),
+            **({"test acc, flip TTA": _fmt([r["test_acc_flip_tta"] for r in rs])
+                if all("test_acc_flip_tta" in r for r in rs) else "-"} if tta else {}),
             f"best {held} acc (epoch)": ", ".join(f"{r[f'best_{held}_acc']:.2f} ({r['best_epoch']})" for r in rs),
             "time (s)": _fmt([r["seconds"] for r in rs], 0),
             "images/s": _fmt([r["images_per_second"] for r in rs], 0),
@@ -148,33 +164,54 @@ def summary_rows(results: list[dict], held: str) -> list[dict]:
 
 def _md_table(rows: list[dict]) -> list[str]:
     keys = list(rows[0])
-    return (["| " + " | ".join(keys) + " |", "|" + "|".join("---" if k == "norm" else "---:" for k in keys) + "|"]
+    return (["| " + " | ".join(keys) + " |",
+             "|" + "|".join("---" if k in _TEXT_COLUMNS else "---:" for k in keys) + "|"]
             + ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows])
 
 
-def compare_report(out: Path, results: list[dict], title: str | None = None, notes: list[str] | None = None) -> None:
-    """``report.md`` and a self-contained ``report.html`` (images embedded) for a comparison."""
+def _intro(results: list[dict], held: str) -> str:
+    """One sentence of what every run shares (settings that differ are table columns instead)."""
+    first, varying = results[0], _varying(results)
+    seeds = sorted({r["seed"] for r in results})
+    shared = []
+    if "recipe" not in varying:
+        shared.append(f"Recipe `{first['recipe']}`")
+    if "lr" not in varying and first.get("lr") is not None:
+        shared.append(f"peak lr {first['lr']:g}")
+    if "epochs" not in varying:
+        shared.append(f"{first['epochs']} epochs")
+    shared.append(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
+    where = f"on {first['device']} ({first.get('threads', '?')} threads), torch {first['torch']}"
+    shared.append(where if "precision" in varying else f"{first['precision']} {where}")
+    head = ", ".join(shared)
+    return (f"{head[0].upper()}{head[1:]}. Accuracies in percent at the final epoch"
+            f"{' (mean ± sample std over seeds)' if len(seeds) > 1 else ''}; the best epoch's {held} accuracy "
+            f"beside them. Test accuracy is computed in float32 from the saved weights.")
+
+
+def compare_report(out: Path, results: list[dict], title: str | None = None, notes: list[str] | None = None,
+                   folders: list[Path] | None = None) -> None:
+    """``report.md`` and a self-contained ``report.html`` (images embedded) for a comparison. ``folders``:
+    each result's run folder (default: ``out/<arch>-<norm>-seed<seed>``, as ``normlab compare`` writes)."""
+    import os
+
     from .runs import atomic_write_text
 
+    folders = [Path(f) for f in folders] if folders else [out / run_name(r) for r in results]
+    names = [Path(os.path.relpath(f, out)).as_posix() for f in folders]  # links from the report's folder
     held = "val" if any(r.get("val_size") for r in results) else "test"
-    first = results[0]
-    seeds = sorted({r["seed"] for r in results})
-    title = title or f"{first['arch']}: {', '.join(dict.fromkeys(r['norm'] for r in results))} compared"
-    intro = (f"Recipe `{first['recipe']}`, {first['epochs']} epochs, seed{'s' if len(seeds) > 1 else ''} "
-             f"{', '.join(map(str, seeds))}, {' / '.join(_precisions(results))} on {first['device']} "
-             f"({first.get('threads', '?')} threads), torch {first['torch']}. Accuracies in percent at the final "
-             f"epoch{' (mean ± sample std over seeds)' if len(seeds) > 1 else ''}; the best epoch's {held} "
-             f"accuracy beside them. Test accuracy is computed in float32 from the saved weights.")
+    archs = list(dict.fromkeys(r["arch"] for r in results))
+    title = title or f"{', '.join(archs)}: {', '.join(dict.fromkeys(r['norm'] for r in results))} compared"
+    intro = _intro(results, held)
     rows = summary_rows(results, held)
-    plot_overlaid_curves(out, results, held, out / "curves.png")
+    plot_overlaid_curves(folders, results, held, out / "curves.png")
     md = [f"# {title}", "", intro, ""] + _md_table(rows) + [""] + (notes or []) + [
         "", "## Training curves", "", "![curves](curves.png)", "", "## Per run", ""]
-    for r in results:
-        name = run_name(r)
+    for r, name in zip(results, names):
         md += [f"### {name}: test {r['test_acc']:.2f}%", "",
                f"![misclassified]({name}/misclassified.png) ![confusion]({name}/confusion.png)", ""]
     atomic_write_text(out / "report.md", "\n".join(md) + "\n")
-    atomic_write_text(out / "report.html", render_html(out, title, intro, rows, results, notes or []))
+    atomic_write_text(out / "report.html", render_html(out, title, intro, rows, results, notes or [], names))
 
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1180px;margin:2em auto;
@@ -193,13 +230,13 @@ def _img(path: Path, alt: str) -> str:
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def run_cards_html(out: Path, results: list[dict], name_of) -> str:
-    """One card per run (its curves, misclassified gallery and confusion matrix), images embedded."""
+def run_cards_html(out: Path, results: list[dict], names: list[str]) -> str:
+    """One card per run (its curves, misclassified gallery and confusion matrix), images embedded;
+    ``names``: each run's folder relative to ``out``."""
     from html import escape
 
     cards = []
-    for r in results:
-        name = name_of(r)
+    for r, name in zip(results, names):
         cards.append(f'<div class="card"><h3>{escape(name)}: test {r["test_acc"]:.2f}%</h3>'
                      f'{_img(out / name / "curves.png", name + " curves")}'
                      f'{_img(out / name / "misclassified.png", name + " misclassified")}'
@@ -207,22 +244,22 @@ def run_cards_html(out: Path, results: list[dict], name_of) -> str:
     return f'<div class="runs">{"".join(cards)}</div>'
 
 
-def run_cards_md(results: list[dict], name_of) -> list[str]:
+def run_cards_md(results: list[dict], names: list[str]) -> list[str]:
     md = []
-    for r in results:
-        name = name_of(r)
+    for r, name in zip(results, names):
         md += [f"### {name}: test {r['test_acc']:.2f}%", "",
                f"![curves]({name}/curves.png) ![misclassified]({name}/misclassified.png) "
                f"![confusion]({name}/confusion.png)", ""]
     return md
 
 
-def render_html(out: Path, title: str, intro: str, rows: list[dict], results: list[dict], notes: list[str]) -> str:
+def render_html(out: Path, title: str, intro: str, rows: list[dict], results: list[dict], notes: list[str],
+                names: list[str]) -> str:
     from html import escape
 
     head = "".join(f"<th>{escape(k)}</th>" for k in rows[0])
     body = "".join("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
-    cards = run_cards_html(out, results, run_name)
+    cards = run_cards_html(out, results, names)
     note_html = "".join(f'<p class="note">{escape(n)}</p>' for n in notes)
     return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escape(title)}</title>"
             f"<style>{_CSS}</style></head><body><h1>{escape(title)}</h1><p>{escape(intro)}</p>"
@@ -298,7 +335,7 @@ def batch_size_report(out: Path, results: list[dict], base_lr: float) -> None:
     md = ([f"# Batch-size study", "", intro, "", "![batch size](batch_size.png)", "",
            "| " + " | ".join(head) + " |", "|" + "---:|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
           + ["", "## Held-out accuracy per epoch", "", "![curves](curves.png)", "", "## Per run", ""]
-          + run_cards_md(results, batch_run_name))
+          + run_cards_md(results, [batch_run_name(r) for r in results]))
     atomic_write_text(out / "report.md", "\n".join(md) + "\n")
     table = ("<table><thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>"
              + "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows) + "</tbody></table>")
@@ -306,5 +343,5 @@ def batch_size_report(out: Path, results: list[dict], base_lr: float) -> None:
             f"<style>{_CSS}</style></head><body><h1>Batch-size study</h1><p>{escape(intro)}</p>"
             f"{_img(out / 'batch_size.png', 'test accuracy against batch size')}{table}"
             f"<h2>Held-out accuracy per epoch</h2>{_img(out / 'curves.png', 'accuracy per epoch')}"
-            f"<h2>Per run</h2>{run_cards_html(out, results, batch_run_name)}</body></html>\n")
+            f"<h2>Per run</h2>{run_cards_html(out, results, [batch_run_name(r) for r in results])}</body></html>\n")
     atomic_write_text(out / "report.html", html)

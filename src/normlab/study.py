@@ -72,6 +72,28 @@ def compare(base: TrainConfig, norms: list[str], seeds: list[int], out: Path, lo
     return results
 
 
+def report_runs(folders: list[Path], out: Path, title: str | None = None) -> list[dict]:
+    """Write ``out/report.md`` and ``out/report.html`` comparing finished runs from any folders (other
+    architectures, recipes, learning rates or precisions: what differs becomes a table column)."""
+    if not folders:
+        raise NormlabError("name at least one run folder to report")
+    results = []
+    for folder in folders:
+        run = RunDir(folder)
+        if not run.path.is_dir():
+            raise NormlabError(f"{folder}: no such run folder; check the path")
+        if not run.finished:
+            raise NormlabError(f"{folder}: not a finished run (no results.json); finish it with `normlab train "
+                               "... --resume`, or leave it out")
+        results.append(run.results())
+    if len({Path(f).resolve() for f in folders}) < len(folders):
+        raise NormlabError("a run folder is named twice; name each once")
+    out.mkdir(parents=True, exist_ok=True)
+    from .report import compare_report
+    compare_report(out, results, title=title, folders=[Path(f) for f in folders])
+    return results
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     if len(values) == 1:
         return values[0], 0.0
