@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from normlab.engine import autocast, cpu_supports_bf16, to_input
 from normlab.models import build_model, count_params
+from normlab.models.convmixer import ConvMixer
 from normlab.models.resnet import ResNet
 from normlab.summary import forward_macs
 
@@ -30,6 +31,8 @@ CANDIDATES = {
     "C sep 32|48r|64r|88r": lambda norm: ResNet(norm, stem=32, stem_blocks=0, widths=(48, 64, 88), blocks=(1, 1, 1),
                                                 block="sep"),
     "D sepresnet8 32|64r|112r": lambda norm: build_model("sepresnet8", norm),
+    "E convmixer 64 x9 k3": lambda norm: build_model("convmixer", norm),
+    "E' mixer 64 x8 k5": lambda norm: ConvMixer(norm, depth=8, kernel=5),
 }
 
 
