@@ -75,6 +75,11 @@ def test_report_refuses_missing_and_unfinished_runs(tmp_path):
     for folder, fragment in ((tmp_path / "nowhere", "no such run folder"), (tmp_path / "half", "--resume")):
         proc = run_cli("report", folder, "--out", tmp_path / "rep")
         assert_one_line_error(proc, str(folder), fragment)
+    # A validation-split run beside a full-data run: their per-epoch figures are of different sets.
+    results = _fake_study(tmp_path / "s", seeds=(0,))
+    atomic_write_json(tmp_path / "s" / "s8-gn-seed0" / "results.json", {**results[1], "val_size": 5000})
+    proc = run_cli("report", tmp_path / "s" / "s8-bn-seed0", tmp_path / "s" / "s8-gn-seed0", "--out", tmp_path / "rep")
+    assert_one_line_error(proc, "validation split", "separately")
     assert not (tmp_path / "rep").exists()
 
 

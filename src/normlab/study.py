@@ -88,6 +88,9 @@ def report_runs(folders: list[Path], out: Path, title: str | None = None) -> lis
         results.append(run.results())
     if len({Path(f).resolve() for f in folders}) < len(folders):
         raise NormlabError("a run folder is named twice; name each once")
+    if len({bool(r.get("val_size")) for r in results}) > 1:
+        raise NormlabError("some of these runs held out a validation split and others did not; their "
+                           "per-epoch figures differ, so report them separately")
     out.mkdir(parents=True, exist_ok=True)
     from .report import compare_report
     compare_report(out, results, title=title, folders=[Path(f) for f in folders])
