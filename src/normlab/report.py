@@ -112,8 +112,12 @@ def _groups(results: list[dict]) -> dict[tuple, list[dict]]:
 
 
 def _group_label(key: tuple, varying: list[str]) -> str:
+    """E.g. "convmixer bn lr=0.2 bf16": the architecture (where it varies) first, then the norm."""
     norm, *values = key
-    return " ".join([norm] + [f"{k}={v:g}" if isinstance(v, float) else f"{v}" for k, v in zip(varying, values)])
+    words = [f"{k}={v:g}" if isinstance(v, float) else f"{v}" for k, v in zip(varying, values)]
+    if "arch" in varying:
+        return " ".join([words.pop(varying.index("arch")), norm, *words])
+    return " ".join([norm, *words])
 
 
 def plot_overlaid_curves(folders: list[Path], results: list[dict], held: str, path: Path) -> None:
