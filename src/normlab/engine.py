@@ -151,8 +151,9 @@ def _view_logits(model, x, device, precision, batch_size, mirror: bool):
             if mirror:
                 mirrored.append(model(xb.flip(3)).float().cpu())
     model.train(was_training)
-    empty = torch.zeros(0, 10)
-    return torch.cat(plain) if plain else empty, (torch.cat(mirrored) if mirrored else empty) if mirror else None
+    if not plain:  # no images
+        return torch.zeros(0, 10), torch.zeros(0, 10) if mirror else None
+    return torch.cat(plain), torch.cat(mirrored) if mirror else None
 
 
 def evaluate(model, x, y, device, precision, flip_tta: bool = False) -> dict:
@@ -161,10 +162,13 @@ def evaluate(model, x, y, device, precision, flip_tta: bool = False) -> dict:
     logits, mirrored = _view_logits(model, x, device, precision, EVAL_BATCH, mirror=flip_tta)
     y = y.cpu()
     pred = logits.argmax(1)
-    out = {"loss": float(F.cross_entropy(logits, y)), "acc": 100.0 * float((pred == y).float().mean()),
-           "pred": pred, "logits": logits}
+
+    def percent_right(p: torch.Tensor) -> float:
+        return 100.0 * float((p == y).float().mean())
+
+    out = {"loss": float(F.cross_entropy(logits, y)), "acc": percent_right(pred), "pred": pred, "logits": logits}
     if mirrored is not None:
-        out["acc_flip_tta"] = 100.0 * float((((logits + mirrored) / 2).argmax(1) == y).float().mean())
+        out["acc_flip_tta"] = percent_right(((logits + mirrored) / 2).argmax(1))
     return out
 
 

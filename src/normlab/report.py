@@ -102,12 +102,16 @@ def _varying(results: list[dict]) -> list[str]:
     return [k for k in SETTINGS if len({r.get(k) for r in results}) > 1]
 
 
-def _groups(results: list[dict]) -> dict[tuple, list[dict]]:
-    """The runs grouped by norm and every varying setting: one table row (a mean over seeds) each."""
-    varying = _varying(results)
+def _group_key(r: dict, varying: list[str]) -> tuple:
+    """A run's table row: its norm and its value of every varying setting."""
+    return (r["norm"], *(r.get(k) for k in varying))
+
+
+def _groups(results: list[dict], varying: list[str]) -> dict[tuple, list[dict]]:
+    """The runs grouped by ``_group_key``: one table row (a mean over seeds) each."""
     groups: dict[tuple, list[dict]] = {}
     for r in results:
-        groups.setdefault((r["norm"], *(r.get(k) for k in varying)), []).append(r)
+        groups.setdefault(_group_key(r, varying), []).append(r)
     return groups
 
 
@@ -127,12 +131,12 @@ def plot_overlaid_curves(folders: list[Path], results: list[dict], held: str, pa
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), constrained_layout=True)
     panels = curve_panels(held)
     varying = _varying(results)
-    keys = list(_groups(results))
+    keys = list(_groups(results, varying))
     colors = dict(zip(keys, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
     labelled = set()
     for folder, r in zip(folders, results):
         rows = read_jsonl(folder / "metrics.jsonl")
-        key = (r["norm"], *(r.get(k) for k in varying))
+        key = _group_key(r, varying)
         label = None if key in labelled else _group_label(key, varying)
         labelled.add(key)
         for ax, (metric, title) in zip(axes.flat, panels):
@@ -151,7 +155,7 @@ def summary_rows(results: list[dict], held: str) -> list[dict]:
     varying = _varying(results)
     tta = any("test_acc_flip_tta" in r for r in results)  # runs trained without flips: "-"
     rows = []
-    for (norm, *values), rs in _groups(results).items():
+    for (norm, *values), rs in _groups(results, varying).items():
         settings = {SETTINGS[k]: f"{v:g}" if isinstance(v, float) else str(v) for k, v in zip(varying, values)}
         rows.append({
             **({"arch": settings.pop("arch")} if "arch" in settings else {}), "norm": norm, **settings,

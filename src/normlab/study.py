@@ -93,7 +93,7 @@ def report_runs(folders: list[Path], out: Path, title: str | None = None) -> lis
                            "per-epoch figures differ, so report them separately")
     out.mkdir(parents=True, exist_ok=True)
     from .report import compare_report
-    compare_report(out, results, title=title, folders=[Path(f) for f in folders])
+    compare_report(out, results, title=title, folders=folders)
     return results
 
 
