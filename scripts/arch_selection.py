@@ -33,16 +33,20 @@ CANDIDATES = {  # name -> (what it is, builder of a norm name)
                     lambda n: ConvMixer(n, width=64, depth=8, kernel=5, patch=2)),
     "mix64d9k3p2": ("ConvMixer-style, width 64, 9 blocks, depthwise 3x3, 2x2 patches: registered as `convmixer`",
                     lambda n: ConvMixer(n, width=64, depth=9, kernel=3, patch=2)),
+    "convmixer-ws": ("`convmixer` with weight-standardized embedding and pointwise convs", None),
 }
 
 
-def train(name: str, norm: str, epochs: int, settings: list[str], data_dir: str | None) -> None:
+def train(name: str, norm: str, epochs: int, settings: list[str], data_dir: str | None,
+          precision: str = "auto") -> None:
     what, builder = CANDIDATES[name]
     if builder is not None:
         models.ARCHS[name] = builder
     over = parse_settings(settings)
     suffix = "".join(f"-{k.replace('_', '')}{v}" for k, v in over.items())
+    suffix += "" if precision == "auto" else f"-{precision}"
     cfg = engine.TrainConfig(arch=name, norm=norm, recipe="fast", seed=0, val_size=5000, epochs=epochs,
+                             precision=precision,
                              recipe_overrides=over, data_dir=data_dir, progress=False, resume=True,
                              out=str(FOLDER.parent / f"proxy-{epochs}ep" / f"{name}-{norm}{suffix}"))
     r = engine.train(cfg)
@@ -84,11 +88,12 @@ def main(argv=None) -> None:
     t.add_argument("--epochs", type=int, default=8)
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     t.add_argument("--data-dir")
+    t.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
     s = sub.add_parser("table")
     s.add_argument("folder", nargs="?", default=str(FOLDER))
     a = p.parse_args(argv)
     if a.cmd == "train":
-        train(a.candidate, a.norm, a.epochs, a.set, a.data_dir)
+        train(a.candidate, a.norm, a.epochs, a.set, a.data_dir, a.precision)
     else:
         folder = Path(a.folder)
         atomic_write_text(folder / "README.md", table(folder))

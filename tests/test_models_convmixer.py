@@ -24,3 +24,19 @@ def test_depthwise_blocks_at_one_resolution():
     assert len(depthwise) == 9 and all(m.kernel_size == (3, 3) for m in depthwise)
     assert model.embed(torch.rand(1, 3, 32, 32)).shape == (1, 64, 16, 16)
     assert round(forward_macs(model) / 1e6, 1) == 11.0
+
+
+@pytest.mark.parametrize("norm", ["bn", "gn", "ln"])
+def test_ws_variant_same_parameters_standardized_embed_and_pointwise(norm):
+    from normlab.models.common import WSConv2d
+
+    plain, ws = build_model("convmixer", norm), build_model("convmixer-ws", norm)
+    assert count_params(ws) == count_params(plain) == 45_898
+    assert ws.state_dict().keys() == plain.state_dict().keys()  # weights load either way
+    convs = [m for m in ws.modules() if isinstance(m, torch.nn.Conv2d)]
+    standardized = [m for m in convs if isinstance(m, WSConv2d)]
+    assert len(standardized) == 1 + 9  # the embedding and every pointwise conv
+    assert all(m.groups == m.in_channels for m in convs if not isinstance(m, WSConv2d))  # depthwise stay plain
+    ws.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 3, 32, 32)
+    assert not torch.allclose(ws.eval()(x), plain.eval()(x))  # the standardization is applied

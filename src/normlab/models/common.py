@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # CIFAR-10 training-set channel statistics, as the reference used them.
@@ -19,3 +20,20 @@ class Normalize(nn.Module):
 
     def forward(self, x):
         return (x - self.mean) / self.std
+
+
+class WSConv2d(nn.Conv2d):
+    """A conv whose kernel is standardized per output channel (zero mean, unit variance over in-channels
+    x kernel) at every forward pass. Same parameters and state dict as nn.Conv2d; no gain, no extra
+    parameters. Gradients flow through the standardization."""
+
+    eps = 1e-5
+
+    def standardized_weight(self) -> torch.Tensor:
+        w = self.weight
+        var, mean = torch.var_mean(w, dim=(1, 2, 3), keepdim=True, unbiased=False)
+        return (w - mean) * torch.rsqrt(var + self.eps)
+
+    def forward(self, x):
+        return F.conv2d(x, self.standardized_weight(), self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)

@@ -17,13 +17,18 @@ validation runs it learned far faster than the pooled residual nets and S8. Kern
 ConvMixer's larger kernels: on this CPU a depthwise 5x5 took 5x the time of a 3x3, not 2.8x, and the
 budget buys one more block instead. Norms come after the activation, as in ConvMixer. No conv biases
 (a norm follows every conv). Input normalization is part of the model (buffers), as in S8.
+
+``convmixer-ws`` is the same net with the patch embedding and the pointwise convs weight-standardized
+(:class:`~normlab.models.common.WSConv2d`, Qiao et al., 2019; no extra parameters), meant for gn and ln,
+which have no batch statistics to smooth the loss landscape. The depthwise convs stay plain: a 3x3
+kernel standardized to zero mean could no longer average (low-pass) its channel.
 """
 from __future__ import annotations
 
 from torch import nn
 
 from ..norms import create_norm
-from .common import Normalize
+from .common import Normalize, WSConv2d
 
 GN_CHANNELS_PER_GROUP = 8
 
@@ -41,21 +46,22 @@ class Residual(nn.Module):
         return x + self.body(x)
 
 
-def mixer_block(width: int, kernel: int, norm: str) -> nn.Sequential:
+def mixer_block(width: int, kernel: int, norm: str, conv=nn.Conv2d) -> nn.Sequential:
     return nn.Sequential(
         Residual(nn.Sequential(nn.Conv2d(width, width, kernel, padding=kernel // 2, groups=width, bias=False),
                                nn.ReLU(inplace=True), _norm(norm, width))),
-        nn.Conv2d(width, width, 1, bias=False), nn.ReLU(inplace=True), _norm(norm, width))
+        conv(width, width, 1, bias=False), nn.ReLU(inplace=True), _norm(norm, width))
 
 
 class ConvMixer(nn.Module):
     def __init__(self, norm: str = "bn", *, width: int = 64, depth: int = 9, kernel: int = 3, patch: int = 2,
-                 num_classes: int = 10):
+                 ws: bool = False, num_classes: int = 10):
         super().__init__()
+        conv = WSConv2d if ws else nn.Conv2d
         self.normalize = Normalize()
-        self.embed = nn.Sequential(nn.Conv2d(3, width, patch, stride=patch, bias=False), nn.ReLU(inplace=True),
+        self.embed = nn.Sequential(conv(3, width, patch, stride=patch, bias=False), nn.ReLU(inplace=True),
                                    _norm(norm, width))
-        self.blocks = nn.Sequential(*(mixer_block(width, kernel, norm) for _ in range(depth)))
+        self.blocks = nn.Sequential(*(mixer_block(width, kernel, norm, conv) for _ in range(depth)))
         self.fc = nn.Linear(width, num_classes)
 
     def forward(self, x):
@@ -65,3 +71,8 @@ class ConvMixer(nn.Module):
 def convmixer(norm: str = "bn") -> ConvMixer:
     """45,898 parameters, 11.0 M multiply-adds: width 64, 9 blocks, kernel 3, 2x2 patches."""
     return ConvMixer(norm)
+
+
+def convmixer_ws(norm: str = "bn") -> ConvMixer:
+    """``convmixer`` with weight-standardized embedding and pointwise convs (same parameters)."""
+    return ConvMixer(norm, ws=True)

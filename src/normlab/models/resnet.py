@@ -33,31 +33,12 @@ default; every width here is a multiple of 8.
 """
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..norms import create_norm
-from .common import Normalize
+from .common import Normalize, WSConv2d
 
 GN_CHANNELS_PER_GROUP = 8
-
-
-class WSConv2d(nn.Conv2d):
-    """A conv whose kernel is standardized per output channel (zero mean, unit variance over in-channels
-    x kernel) at every forward pass. Same parameters and state dict as nn.Conv2d; no gain, no extra
-    parameters. Gradients flow through the standardization."""
-
-    eps = 1e-5
-
-    def standardized_weight(self) -> torch.Tensor:
-        w = self.weight
-        var, mean = torch.var_mean(w, dim=(1, 2, 3), keepdim=True, unbiased=False)
-        return (w - mean) * torch.rsqrt(var + self.eps)
-
-    def forward(self, x):
-        return F.conv2d(x, self.standardized_weight(), self.bias, self.stride, self.padding, self.dilation,
-                        self.groups)
 
 
 def _norm(norm: str, channels: int) -> nn.Module:
