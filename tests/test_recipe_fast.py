@@ -22,3 +22,11 @@ def test_fast_schedule_warms_up_then_decays_to_zero():
     assert all(a <= b for a, b in zip(factors[:peak], factors[1:peak + 1]))
     assert all(a >= b for a, b in zip(factors[peak:], factors[peak + 1:]))
     assert factors[-1] < 0.001
+
+
+def test_fast_b128_is_fast_at_batch_128_with_the_linearly_scaled_ln_peak():
+    fast, b128 = get_recipe("fast"), get_recipe("fast-b128")
+    assert b128.batch_size == 128 and b128.lr == pytest.approx(0.1 * 128 / 256)
+    same = ("epochs", "momentum", "nesterov", "weight_decay", "schedule", "warmup_epochs", "label_smoothing",
+            "flip", "crop_pad", "cutout")
+    assert all(getattr(b128, k) == getattr(fast, k) for k in same)
