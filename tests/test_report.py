@@ -151,3 +151,13 @@ def test_committed_reports_render_in_chromium(html, tmp_path):
     state = open_in_chromium(html, tmp_path / "shot.png")
     assert state["total"] > 0 and state["loaded"] == state["total"], state
     assert state["errors"] == [], state["errors"]
+
+
+def test_default_titles_name_what_is_compared():
+    from normlab.report import default_title
+
+    runs = [{"arch": "s8", "norm": n, "seed": 0} for n in ("bn", "gn", "ln")]
+    assert default_title(runs) == "s8: bn, gn, ln compared"
+    one = [{"arch": "convmixer", "norm": "ln", "seed": s} for s in (0, 1, 2)]
+    assert default_title(one) == "convmixer with ln, seeds 0, 1, 2"
+    assert default_title(one[:1]) == "convmixer with ln, seed 0"

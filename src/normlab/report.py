@@ -197,6 +197,16 @@ def _intro(results: list[dict], held: str) -> str:
             f"beside them. Test accuracy is computed in float32 from the saved weights.")
 
 
+def default_title(results: list[dict]) -> str:
+    """'s8: bn, gn, ln compared' for several norms; 'convmixer with ln, seeds 0, 1, 2' for one."""
+    archs = ", ".join(dict.fromkeys(r["arch"] for r in results))
+    norms = list(dict.fromkeys(r["norm"] for r in results))
+    if len(norms) > 1:
+        return f"{archs}: {', '.join(norms)} compared"
+    seeds = list(dict.fromkeys(r["seed"] for r in results))
+    return f"{archs} with {norms[0]}, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+
 def compare_report(out: Path, results: list[dict], title: str | None = None, notes: list[str] | None = None,
                    folders: list[Path] | None = None) -> None:
     """``report.md`` and a self-contained ``report.html`` (images embedded) for a comparison. ``folders``:
@@ -209,7 +219,7 @@ def compare_report(out: Path, results: list[dict], title: str | None = None, not
     names = [Path(os.path.relpath(f, out)).as_posix() for f in folders]  # links from the report's folder
     held = "val" if any(r.get("val_size") for r in results) else "test"
     archs = list(dict.fromkeys(r["arch"] for r in results))
-    title = title or f"{', '.join(archs)}: {', '.join(dict.fromkeys(r['norm'] for r in results))} compared"
+    title = title or default_title(results)
     intro = _intro(results, held)
     rows = summary_rows(results, held)
     plot_overlaid_curves(folders, results, held, out / "curves.png")
