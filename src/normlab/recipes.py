@@ -77,22 +77,18 @@ RECIPES: dict[str, Recipe] = {
                description="accuracy within 20 epochs: batch 256, SGD nesterov 0.2 peak one-cycle (2 "
                            "warm-up epochs), weight decay 5e-4, label smoothing 0.1, crop + flip "
                            "(starting points pending validation-split selection)"),
-        # `fast` at batch 128: twice the optimizer steps for the same 20 epochs. Chosen on the
-        # 5,000-image validation split with convmixer-LN (8-epoch proxies, seed 0; results/arch-selection/
-        # proxy-8ep): batch 128 at peak 0.05 reached 74.84% val against 71.22% for `fast` (batch 256,
-        # peak 0.1, LN's choice); batch 64 at 0.025 gave 74.50%, no better for twice the steps. The peak
-        # is LN's 0.1 at 256 scaled linearly to 128. Everything else is `fast`'s.
-        Recipe("fast-b128",
-               epochs=20, batch_size=128,
-               lr=0.05,                # selected for LN. BN gained nothing from batch 128 in the same proxy
-                                       # (79.62 vs 79.96, and slower): BN keeps `fast`. GN gained 1.7 points
-                                       # at 0.05 (75.84 vs 74.14), not yet confirmed on full runs
-               momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle", warmup_epochs=2.0,
-               label_smoothing=0.1, flip=True, crop_pad=4, cutout=0,
-               description="the fast recipe at batch 128 (twice the steps), peak lr 0.05: SGD nesterov "
-                           "one-cycle (2 warm-up epochs), weight decay 5e-4, label smoothing 0.1, crop + flip"),
     )
 }
+# `fast` at batch 128: twice the optimizer steps for the same 20 epochs. Chosen on the 5,000-image
+# validation split with convmixer-LN (8-epoch proxies, seed 0; results/arch-selection/proxy-8ep): batch 128
+# at peak 0.05 reached 74.84% val against 71.22% for `fast` (batch 256, peak 0.1, LN's choice); batch 64 at
+# 0.025 gave 74.50%, no better for twice the steps. The peak is LN's 0.1 at 256 scaled linearly to 128.
+# BN gained nothing from batch 128 in the same proxy (79.62 vs 79.96, and slower): BN keeps `fast`. GN
+# gained 1.7 points at 0.05 (75.84 vs 74.14), not yet confirmed on full runs. Everything else is `fast`'s.
+RECIPES["fast-b128"] = replace(
+    RECIPES["fast"], name="fast-b128", batch_size=128, lr=0.05,
+    description="the fast recipe at batch 128 (twice the steps), peak lr 0.05: SGD nesterov one-cycle (2 "
+                "warm-up epochs), weight decay 5e-4, label smoothing 0.1, crop + flip")
 
 
 SCHEDULES = ("constant", "linear-decay", "onecycle", "cosine")

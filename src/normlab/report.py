@@ -218,7 +218,6 @@ def compare_report(out: Path, results: list[dict], title: str | None = None, not
     folders = [Path(f) for f in folders] if folders else [out / run_name(r) for r in results]
     names = [Path(os.path.relpath(f, out)).as_posix() for f in folders]  # links from the report's folder
     held = "val" if any(r.get("val_size") for r in results) else "test"
-    archs = list(dict.fromkeys(r["arch"] for r in results))
     title = title or default_title(results)
     intro = _intro(results, held)
     rows = summary_rows(results, held)
