@@ -33,6 +33,7 @@ CANDIDATES = {
     "D sepresnet8 32|64r|112r": lambda norm: build_model("sepresnet8", norm),
     "E convmixer 64 x9 k3": lambda norm: build_model("convmixer", norm),
     "E' mixer 64 x8 k5": lambda norm: ConvMixer(norm, depth=8, kernel=5),
+    "F convmixer + stem 16": lambda norm: ConvMixer(norm, stem=16),
 }
 
 

@@ -40,3 +40,15 @@ def test_ws_variant_same_parameters_standardized_embed_and_pointwise(norm):
     ws.load_state_dict(plain.state_dict())
     x = torch.rand(2, 3, 32, 32)
     assert not torch.allclose(ws.eval()(x), plain.eval()(x))  # the standardization is applied
+
+
+@pytest.mark.parametrize("norm", ["bn", "gn", "ln"])
+def test_full_resolution_stem_option(norm):
+    from normlab.models.convmixer import ConvMixer
+
+    model = ConvMixer(norm, stem=16)
+    assert count_params(model) == 49_690 <= 50_000  # 45,898 - 768 + 432 + 32 + 4,096
+    first = model.embed[0]
+    assert first.kernel_size == (3, 3) and first.out_channels == 16 and first.stride == (1, 1)
+    assert model.embed(torch.rand(1, 3, 32, 32)).shape == (1, 64, 16, 16)
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)

@@ -55,12 +55,15 @@ def mixer_block(width: int, kernel: int, norm: str, conv=nn.Conv2d) -> nn.Sequen
 
 class ConvMixer(nn.Module):
     def __init__(self, norm: str = "bn", *, width: int = 64, depth: int = 9, kernel: int = 3, patch: int = 2,
-                 ws: bool = False, num_classes: int = 10):
+                 stem: int = 0, ws: bool = False, num_classes: int = 10):
         super().__init__()
         conv = WSConv2d if ws else nn.Conv2d
         self.normalize = Normalize()
-        self.embed = nn.Sequential(conv(3, width, patch, stride=patch, bias=False), nn.ReLU(inplace=True),
-                                   _norm(norm, width))
+        # stem > 0: a full-resolution 3x3 conv (3 -> stem channels) before the patch embedding, so the
+        # patches are cut from learned features rather than raw pixels.
+        pre = [conv(3, stem, 3, padding=1, bias=False), nn.ReLU(inplace=True), _norm(norm, stem)] if stem else []
+        self.embed = nn.Sequential(*pre, conv(stem or 3, width, patch, stride=patch, bias=False),
+                                   nn.ReLU(inplace=True), _norm(norm, width))
         self.blocks = nn.Sequential(*(mixer_block(width, kernel, norm, conv) for _ in range(depth)))
         self.fc = nn.Linear(width, num_classes)
 
