@@ -30,3 +30,10 @@ def test_fast_b128_is_fast_at_batch_128_with_the_linearly_scaled_ln_peak():
     same = ("epochs", "momentum", "nesterov", "weight_decay", "schedule", "warmup_epochs", "label_smoothing",
             "flip", "crop_pad", "cutout")
     assert all(getattr(b128, k) == getattr(fast, k) for k in same)
+
+
+def test_fast_crop2_differs_from_fast_only_in_the_crop_padding():
+    fast, crop2 = get_recipe("fast"), get_recipe("fast-crop2")
+    assert crop2.crop_pad == 2 and fast.crop_pad == 4
+    differing = {k for k, v in fast.to_dict().items() if crop2.to_dict()[k] != v}
+    assert differing == {"name", "crop_pad", "description"}
