@@ -44,9 +44,7 @@ def test_ws_variant_same_parameters_standardized_embed_and_pointwise(norm):
 
 @pytest.mark.parametrize("norm", ["bn", "gn", "ln"])
 def test_full_resolution_stem_option(norm):
-    from normlab.models.convmixer import ConvMixer
-
-    model = ConvMixer(norm, stem=16)
+    model = build_model("convmixer-s16", norm)
     assert count_params(model) == 49_690 <= 50_000  # 45,898 - 768 + 432 + 32 + 4,096
     first = model.embed[0]
     assert first.kernel_size == (3, 3) and first.out_channels == 16 and first.stride == (1, 1)

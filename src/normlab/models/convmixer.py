@@ -79,3 +79,9 @@ def convmixer(norm: str = "bn") -> ConvMixer:
 def convmixer_ws(norm: str = "bn") -> ConvMixer:
     """``convmixer`` with weight-standardized embedding and pointwise convs (same parameters)."""
     return ConvMixer(norm, ws=True)
+
+
+def convmixer_s16(norm: str = "bn") -> ConvMixer:
+    """``convmixer`` after a full-resolution 3x3 conv 3 -> 16 at 32x32: 49,690 parameters, 12.3 M
+    multiply-adds (docs/architectures.md, "Recipe and stem changes for BN")."""
+    return ConvMixer(norm, stem=16)
