@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from normlab import engine, models
-from normlab.models.convmixer import ConvMixer
+from normlab.models.convmixer import ConvMixer, convmixer_s16
 from normlab.models.resnet import ResNet
 from normlab.recipes import parse_settings
 from normlab.runs import atomic_write_text
@@ -34,7 +34,7 @@ CANDIDATES = {  # name -> (what it is, builder of a norm name)
     "mix64d9k3p2": ("ConvMixer-style, width 64, 9 blocks, depthwise 3x3, 2x2 patches: registered as `convmixer`",
                     lambda n: ConvMixer(n, width=64, depth=9, kernel=3, patch=2)),
     "mix64d9k3p2s16": ("`convmixer` with a full-resolution stem: 3x3 conv 3->16 at 32x32 before the 2x2 patches",
-                       lambda n: ConvMixer(n, width=64, depth=9, kernel=3, patch=2, stem=16)),
+                       convmixer_s16),
     "convmixer-ws": ("`convmixer` with weight-standardized embedding and pointwise convs", None),
 }
 

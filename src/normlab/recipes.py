@@ -56,7 +56,8 @@ RECIPES: dict[str, Recipe] = {
         # 5,000-image validation split (--val-size 5000). Compared there since (8-epoch proxies, seed 0,
         # results/arch-selection/proxy-8ep): the peak (0.2 beat 0.05 on resnet8-BN, 0.1 suits GN/LN),
         # batch 128 (fast-b128: better for GN/LN, not BN), weight decay 1e-4 (worse for BN), label
-        # smoothing 0 and crop pad 2 (each about a point better for BN: fast-crop2).
+        # smoothing 0 and crop pad 2 (each about a point better for BN at 8 epochs; crop pad 2
+        # gave nothing at 20: fast-crop2).
         Recipe("fast",
                epochs=20,              # the budget; the schedule is built to end exactly there
                batch_size=256,         # BN statistics are stable at 256, still ~196 steps per epoch (3,920
