@@ -6,6 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (`-n auto`), share the cores among the workers: each worker, and the CLI
+    processes it starts (OMP_NUM_THREADS), gets its slice, instead of every worker using every core."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        threads = max(1, (os.cpu_count() or 1) // int(workers))
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
