@@ -89,6 +89,23 @@ def test_groupnorm_bf16_channels_last_path_matches_the_plain_one():
         x.float(), 4, layer.weight.float(), layer.bias.float()), atol=0.05, rtol=0.02)
 
 
+def test_groupnorm_bf16_channels_last_path_hands_back_a_channels_last_gradient_of_the_same_values():
+    torch.manual_seed(0)
+    layer = create_norm("gn", 32, groups=4).to(torch.bfloat16)
+    torch.nn.init.uniform_(layer.weight)
+    x = torch.randn(4, 32, 8, 8).bfloat16().contiguous(memory_format=torch.channels_last)
+    up = torch.randn(4, 32, 8, 8).bfloat16()
+    leaf = x.clone().requires_grad_()
+    fast = leaf * 1  # not a leaf: what reaches the layer before, before autograd's leaf-layout rule
+    grads = []
+    fast.register_hook(grads.append)
+    (layer(fast).float() * up.float()).sum().backward()
+    plain = x.contiguous().requires_grad_()  # NCHW: the plain kernel
+    (layer(plain).float() * up.float()).sum().backward()
+    assert grads[0].is_contiguous(memory_format=torch.channels_last)  # ReLU's backward is slow otherwise
+    torch.testing.assert_close(grads[0].float(), plain.grad.float(), atol=0.05, rtol=0.02)
+
+
 def test_devices_resolve_on_a_cpu_machine():
     from normlab.engine import autocast, resolve_device, resolve_precision
 
