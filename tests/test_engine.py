@@ -43,24 +43,29 @@ def _quick(tmp_path, name, **kw):
     return TrainConfig(**base)
 
 
+def _interrupt(monkeypatch, cfg, data, at_epoch):
+    """Train ``cfg`` until a KeyboardInterrupt at the start of epoch ``at_epoch`` (0-based)."""
+    real_epoch = engine.train_epoch
+
+    def interrupted(*args, epoch, **kw):
+        if epoch == at_epoch:
+            raise KeyboardInterrupt
+        return real_epoch(*args, epoch=epoch, **kw)
+
+    monkeypatch.setattr(engine, "train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, data=data, log=lambda *_: None)
+    monkeypatch.setattr(engine, "train_epoch", real_epoch)
+    assert RunDir(cfg.out).interrupted and len(RunDir(cfg.out).metrics()) == at_epoch
+
+
 def test_same_seed_same_metrics_and_resume_equals_uninterrupted(real_data_dir, tmp_path, monkeypatch):
     data = load_cifar10(real_data_dir)
     train(_quick(tmp_path, "a"), data=data, log=lambda *_: None)
     train(_quick(tmp_path, "b"), data=data, log=lambda *_: None)
     assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
 
-    real_epoch = engine.train_epoch
-
-    def interrupted(*args, epoch, **kw):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real_epoch(*args, epoch=epoch, **kw)
-
-    monkeypatch.setattr(engine, "train_epoch", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train(_quick(tmp_path, "c"), data=data, log=lambda *_: None)
-    assert RunDir(tmp_path / "c").interrupted and len(RunDir(tmp_path / "c").metrics()) == 2
-    monkeypatch.setattr(engine, "train_epoch", real_epoch)
+    _interrupt(monkeypatch, _quick(tmp_path, "c"), data, at_epoch=2)
 
     with pytest.raises(NormlabError, match="interrupted run .2 epochs done.; pass --resume"):
         train(_quick(tmp_path, "c"), data=data, log=lambda *_: None)
@@ -74,6 +79,48 @@ def test_same_seed_same_metrics_and_resume_equals_uninterrupted(real_data_dir, t
 
     with pytest.raises(NormlabError, match="holds a finished run; pass --overwrite"):
         train(_quick(tmp_path, "c"), data=data, log=lambda *_: None)
+
+
+def test_weight_average_is_an_exponential_average_of_every_step():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                                torch.nn.LazyLinear(10))
+    model(torch.randn(2, 3, 8, 8))
+    average = engine.WeightAverage(model, ema_epochs=1.0, steps_per_epoch=10)  # decay 0.9 per step
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    expected = None
+    for n in range(30):
+        model(torch.randn(8, 3, 8, 8)).logsumexp(1).mean().backward()
+        opt.step()
+        opt.zero_grad()
+        average.update()
+        w = model[0].weight.detach()
+        expected = w.clone() if expected is None else expected.lerp(w, 1 - min(0.9, (1 + n) / (10 + n)))
+    torch.testing.assert_close(average.model[0].weight, expected)
+    assert not torch.allclose(average.model[0].weight, model[0].weight)
+    # Norm statistics are averaged too; step counters are copied.
+    assert not torch.allclose(average.model[1].running_mean, model[1].running_mean)
+    assert int(average.model[1].num_batches_tracked) == int(model[1].num_batches_tracked) == 31  # 1 + 30 steps
+
+
+def test_weight_averaged_run_saves_the_average_and_resumes_exactly(real_data_dir, tmp_path, monkeypatch):
+    data = load_cifar10(real_data_dir)
+    ema = {"ema_epochs": 0.5}
+    ra = train(_quick(tmp_path, "a", norm="bn", recipe_overrides=ema), data=data, log=lambda *_: None)
+    rows = RunDir(tmp_path / "a").metrics()
+    assert all("val_acc_raw" in row for row in rows)
+    assert any(row["val_acc_raw"] != row["val_acc"] for row in rows)
+    assert ra["val_acc_raw"] == round(rows[-1]["val_acc_raw"], 2)
+    # The saved weights are the average: they reproduce test_acc; test_acc_raw is the raw weights'.
+    model = load_model(tmp_path / "a")
+    assert round(engine.evaluate(model, data.test_x, data.test_y, torch.device("cpu"), "fp32")["acc"], 2) \
+        == ra["test_acc"]
+    assert 0 <= ra["test_acc_raw"] <= 100
+    # The average is checkpointed: an interrupted run resumes to the same numbers.
+    _interrupt(monkeypatch, _quick(tmp_path, "b", norm="bn", recipe_overrides=ema), data, at_epoch=1)
+    rb = train(_quick(tmp_path, "b", norm="bn", recipe_overrides=ema, resume=True), data=data, log=lambda *_: None)
+    assert _metrics(tmp_path / "b") == _metrics(tmp_path / "a")
+    assert (rb["test_acc"], rb["test_acc_raw"]) == (ra["test_acc"], ra["test_acc_raw"])
 
 
 def test_budget_guard(tmp_path):

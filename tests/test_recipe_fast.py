@@ -37,3 +37,11 @@ def test_fast_crop2_differs_from_fast_only_in_the_crop_padding():
     assert crop2.crop_pad == 2 and fast.crop_pad == 4
     differing = {k for k, v in fast.to_dict().items() if crop2.to_dict()[k] != v}
     assert differing == {"name", "crop_pad", "description"}
+
+
+@pytest.mark.parametrize("base", ["fast", "fast-b128"])
+def test_ema_recipes_add_only_weight_averaging(base):
+    plain, ema = get_recipe(base), get_recipe(f"{base}-ema")
+    assert plain.ema_epochs == 0 and ema.ema_epochs == 1.0
+    differing = {k for k, v in plain.to_dict().items() if ema.to_dict()[k] != v}
+    assert differing == {"name", "ema_epochs", "description"}

@@ -52,6 +52,16 @@ def test_compare_report_files(tmp_path):
     assert "http://" not in html and "https://" not in html  # self-contained: no network
 
 
+def test_report_shows_raw_weights_beside_a_weight_average(tmp_path):
+    results = _fake_study(tmp_path, norms=("bn",))
+    results[0] = {**results[0], "test_acc_raw": 54.5}  # seed 0 weight-averaged, seed 1 not
+    rows = report.summary_rows(results, "test")
+    assert rows[0]["test acc, raw weights"] == "-"  # not every run of the group has it
+    rows = report.summary_rows(results[:1], "test")
+    assert rows[0]["test acc"] == "55.00" and rows[0]["test acc, raw weights"] == "54.50"
+    assert "val acc" not in rows[0] and "test acc, flip TTA" not in rows[0]
+
+
 def test_report_of_runs_from_different_folders_and_settings(tmp_path):
     # Runs of two studies at different peak learning rates: lr becomes a column, links lead to each folder.
     for study, norm, lr in (("a", "bn", 0.2), ("b", "gn", 0.1)):

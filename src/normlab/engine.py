@@ -143,14 +143,15 @@ def predict_logits(model: torch.nn.Module, x: torch.Tensor, device: torch.device
                    batch_size: int | None = None, flip_tta: bool = False) -> torch.Tensor:
     """Logits (float32, on CPU) for uint8 images ``x``. ``flip_tta``: the mean of the logits of each image
     and its mirror image (test-time augmentation; reported apart from single-view accuracy)."""
-    batch_size = batch_size or eval_batch(device)
     plain, mirrored = _view_logits(model, x, device, precision, batch_size, mirror=flip_tta)
     return plain if mirrored is None else (plain + mirrored) / 2
 
 
 @torch.inference_mode()
-def _view_logits(model, x, device, precision, batch_size, mirror: bool):
-    """Float32 CPU logits of the images as they are and, with ``mirror``, of their mirror images (else None)."""
+def _view_logits(model, x, device, precision, batch_size: int | None, mirror: bool):
+    """Float32 CPU logits of the images as they are and, with ``mirror``, of their mirror images (else None).
+    ``batch_size`` None: the device's evaluation batch."""
+    batch_size = batch_size or eval_batch(device)
     was_training = model.training
     model.eval()
     plain, mirrored = [], []
@@ -169,7 +170,7 @@ def _view_logits(model, x, device, precision, batch_size, mirror: bool):
 def evaluate(model, x, y, device, precision, flip_tta: bool = False) -> dict:
     """Loss, accuracy, predictions and logits of single views; with ``flip_tta`` also ``acc_flip_tta``,
     the accuracy of each image's and its mirror's mean logits, from the same pass over the images."""
-    logits, mirrored = _view_logits(model, x, device, precision, eval_batch(device), mirror=flip_tta)
+    logits, mirrored = _view_logits(model, x, device, precision, None, mirror=flip_tta)
     y = y.cpu()
     pred = logits.argmax(1)
 
@@ -216,8 +217,36 @@ def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimi
                            nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
 
 
+class WeightAverage:
+    """An exponential moving average of ``model``'s weights and buffers (``Recipe.ema_epochs``), updated
+    after every optimizer step. The first updates average over fewer steps ((1 + n) / (10 + n)), so the
+    average is not anchored to the random initial weights."""
+
+    def __init__(self, model: torch.nn.Module, ema_epochs: float, steps_per_epoch: int):
+        from torch.optim.swa_utils import AveragedModel
+
+        decay = 1.0 - 1.0 / max(1.0, ema_epochs * steps_per_epoch)
+
+        def update(averaged: list, current: list, n_averaged: torch.Tensor) -> None:
+            if not averaged[0].is_floating_point():  # BatchNorm's step counters
+                torch._foreach_copy_(averaged, current)
+                return
+            n = float(n_averaged)
+            torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1.0 + n) / (10.0 + n)))
+
+        self.source = model
+        self.averaged = AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.averaged.module
+
+    def update(self) -> None:
+        self.averaged.update_parameters(self.source)
+
+
 def train_epoch(model, opt, recipe, x_all, y_all, *, epoch, seed, device, precision, bar,
-                dist: distributed.Context = distributed.SINGLE) -> dict:
+                dist: distributed.Context = distributed.SINGLE, average: WeightAverage | None = None) -> dict:
     """One epoch. Under torchrun (``dist``) each rank trains on its slice of every global batch."""
     n = len(x_all)
     steps = math.ceil(n / recipe.batch_size)
@@ -242,6 +271,8 @@ def train_epoch(model, opt, recipe, x_all, y_all, *, epoch, seed, device, precis
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if average is not None:
+            average.update()
         loss_sum += loss.detach() * (len(idx) / dist.world)  # this rank's summed loss
         correct += (logits.detach().argmax(1) == yb).sum()
         seen += len(yb)
@@ -287,6 +318,8 @@ def train(cfg: TrainConfig, data: Cifar10 | None = None, log=print) -> dict:
     model = model.to(device, memory_format=torch.channels_last)
     train_model = dist.wrap(model, device, cfg.sync_bn)  # DDP under torchrun; shares parameters with ``model``
     opt = make_optimizer(model, recipe)
+    steps_per_epoch = math.ceil(len(train_x) / recipe.batch_size)
+    average = WeightAverage(model, recipe.ema_epochs, steps_per_epoch) if recipe.ema_epochs else None
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
     step_model = torch.compile(train_model) if cfg.compile else train_model
@@ -295,6 +328,8 @@ def train(cfg: TrainConfig, data: Cifar10 | None = None, log=print) -> dict:
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        if average is not None:
+            average.averaged.load_state_dict(state["average"])
         start = int(state["epoch"])
         if dist.is_main:
             run.truncate_metrics(start)
@@ -310,23 +345,30 @@ def train(cfg: TrainConfig, data: Cifar10 | None = None, log=print) -> dict:
         bar = tqdm(total=len(train_x), desc=f"epoch {epoch + 1}/{recipe.epochs}", unit="img",
                    leave=False, disable=not (cfg.progress and dist.is_main), dynamic_ncols=True)
         row = train_epoch(step_model, opt, recipe, train_x, train_y, epoch=epoch, seed=cfg.seed,
-                          device=device, precision=precision, bar=bar, dist=dist)
+                          device=device, precision=precision, bar=bar, dist=dist, average=average)
         bar.close()
         train_seconds = time.perf_counter() - t0
         if not dist.is_main:
             continue  # the other ranks go on to the next epoch and wait there for rank 0
-        held = evaluate(eval_model, held_x, held_y, device, precision)
+        held = evaluate(eval_model if average is None else average.model, held_x, held_y, device, precision)
         row = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], **row,
-               f"{held_name}_loss": held["loss"], f"{held_name}_acc": held["acc"],
-               "seconds": time.perf_counter() - t0, "train_seconds": train_seconds,
-               "images_per_second": len(train_x) / train_seconds}
+               f"{held_name}_loss": held["loss"], f"{held_name}_acc": held["acc"]}
+        if average is not None:  # the held-out figures above are the average's; these the raw weights'
+            row[f"{held_name}_acc_raw"] = evaluate(eval_model, held_x, held_y, device, precision)["acc"]
+        row.update(seconds=time.perf_counter() - t0, train_seconds=train_seconds,
+                   images_per_second=len(train_x) / train_seconds)
         run.append_metrics(row)
-        run.save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict()})
+        checkpoint = {"epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict()}
+        if average is not None:
+            checkpoint["average"] = average.averaged.state_dict()
+        run.save_checkpoint(checkpoint)
         log(f"epoch {epoch + 1:>2}/{recipe.epochs}  loss {row['train_loss']:.4f}  train {row['train_acc']:.2f}%  "
             f"{held_name} loss {held['loss']:.4f}  {held_name} {held['acc']:.2f}%  "
-            f"{row['images_per_second']:,.0f} img/s  {row['seconds']:.1f} s")
+            + (f"(raw weights {row[f'{held_name}_acc_raw']:.2f}%)  " if average is not None else "")
+            + f"{row['images_per_second']:,.0f} img/s  {row['seconds']:.1f} s")
 
-    return dist.on_main(lambda: finish(run, model, cfg, recipe, params, data, device, precision, held_name))
+    return dist.on_main(lambda: finish(run, model, cfg, recipe, params, data, device, precision, held_name,
+                                       average))
 
 
 def _quiet(*args, **kwargs) -> None:
@@ -334,10 +376,14 @@ def _quiet(*args, **kwargs) -> None:
 
 
 def finish(run: RunDir, model, cfg: TrainConfig, recipe: Recipe, params: int, data: Cifar10,
-           device: torch.device, precision: str, held_name: str) -> dict:
-    """Evaluate the final model on the test set, write weights, plots and (last) results.json."""
+           device: torch.device, precision: str, held_name: str, average: WeightAverage | None = None) -> dict:
+    """Evaluate the final model on the test set, write weights, plots and (last) results.json. With weight
+    averaging the final model is the average; the raw weights' test accuracy is recorded beside it."""
     from . import report  # matplotlib is slow to import: only when a run finishes
 
+    raw = model
+    if average is not None:
+        model = average.model
     rows = run.metrics()
     # The final test figure is always computed in float32, as `normlab evaluate` and users deploying the
     # weights compute it, so a re-evaluation of the saved weights gives exactly the recorded number.
@@ -364,6 +410,10 @@ def finish(run: RunDir, model, cfg: TrainConfig, recipe: Recipe, params: int, da
         results["test_acc_flip_tta"] = round(test["acc_flip_tta"], 2)
     if held_name == "val":
         results["val_acc"] = round(rows[-1]["val_acc"], 2)
+    if average is not None:
+        results["test_acc_raw"] = round(evaluate(raw, data.test_x, data.test_y, device, "fp32")["acc"], 2)
+        if held_name == "val":
+            results["val_acc_raw"] = round(rows[-1]["val_acc_raw"], 2)
     save_weights(model, run / WEIGHTS, cfg.arch, cfg.norm)
     report.run_plots(run.path, rows, held_name, data, test["pred"], cm)
     atomic_write_json(run / "confusion_matrix.json", {"classes": list(data.classes), "counts": cm.tolist()})

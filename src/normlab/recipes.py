@@ -24,6 +24,9 @@ class Recipe:
     flip: bool = False           # random horizontal flip
     crop_pad: int = 0            # random translation by up to this many pixels (reflect padding)
     cutout: int = 0              # side of a random square filled with the mean colour
+    ema_epochs: float = 0.0      # weight averaging: an exponential moving average of the weights (and
+                                 # norm statistics) with this time constant in epochs, updated every
+                                 # step; evaluated and saved instead of the raw weights. 0: off
     description: str = ""
 
     def to_dict(self) -> dict:
@@ -106,6 +109,24 @@ RECIPES["fast-crop2"] = replace(
     description="the fast recipe with random translation by up to 2 px instead of 4: batch 256, SGD nesterov "
                 "0.2 peak one-cycle (2 warm-up epochs), weight decay 5e-4, label smoothing 0.1, crop + flip")
 
+# Weight averaging: `fast` and `fast-b128` with an exponential moving average of the weights over about one
+# epoch (``ema_epochs=1``), evaluated and saved instead of the raw weights. Training itself is unchanged (the
+# same seed draws the same numbers), so one run on the 5,000-image validation split compares both, image for
+# image (results/weight-averaging, 20 epochs, seed 0): convmixer-s16-BN with `fast` 87.34% val against
+# 87.14% for its raw weights, convmixer-s16-LN with `fast-b128` 84.00% against 83.82%. Small gains, within
+# a seed's noise; mid-run the average leads by 4-6 points, so it mostly smooths what the schedule's decay
+# to zero already smooths.
+RECIPES["fast-ema"] = replace(
+    RECIPES["fast"], name="fast-ema", ema_epochs=1.0,
+    description="the fast recipe with weight averaging (an exponential moving average of the weights over "
+                "about one epoch): batch 256, SGD nesterov 0.2 peak one-cycle (2 warm-up epochs), weight "
+                "decay 5e-4, label smoothing 0.1, crop + flip")
+RECIPES["fast-b128-ema"] = replace(
+    RECIPES["fast-b128"], name="fast-b128-ema", ema_epochs=1.0,
+    description="the fast-b128 recipe with weight averaging (an exponential moving average of the weights "
+                "over about one epoch): batch 128, SGD nesterov 0.05 peak one-cycle (2 warm-up epochs), "
+                "weight decay 5e-4, label smoothing 0.1, crop + flip")
+
 
 SCHEDULES = ("constant", "linear-decay", "onecycle", "cosine")
 
@@ -145,7 +166,8 @@ def get_recipe(name: str, **overrides) -> Recipe:
         raise NormlabError(f"--lr must be positive, got {overrides['lr']}")
     if "schedule" in overrides and overrides["schedule"] not in SCHEDULES:
         raise NormlabError(f"unknown schedule {overrides['schedule']!r}; choose one of {', '.join(SCHEDULES)}")
-    for key in ("weight_decay", "label_smoothing", "warmup_epochs", "crop_pad", "cutout", "momentum"):
+    for key in ("weight_decay", "label_smoothing", "warmup_epochs", "crop_pad", "cutout", "momentum",
+                "ema_epochs"):
         if key in overrides and overrides[key] < 0:
             raise NormlabError(f"{key} must not be negative, got {overrides[key]}")
     return replace(recipe, **overrides)

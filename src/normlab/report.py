@@ -151,9 +151,15 @@ def plot_overlaid_curves(folders: list[Path], results: list[dict], held: str, pa
     plt.close(fig)
 
 
+# Columns shown when some run has the figure ("-" for the runs without it): flip TTA for runs trained with
+# flips, the final validation accuracy for validation-split runs, the raw weights' for weight-averaged runs.
+OPTIONAL_COLUMNS = (("test acc, flip TTA", "test_acc_flip_tta"), ("test acc, raw weights", "test_acc_raw"),
+                    ("val acc", "val_acc"), ("val acc, raw weights", "val_acc_raw"))
+
+
 def summary_rows(results: list[dict], held: str) -> list[dict]:
     varying = _varying(results)
-    tta = any("test_acc_flip_tta" in r for r in results)  # runs trained without flips: "-"
+    optional = [(label, key) for label, key in OPTIONAL_COLUMNS if any(key in r for r in results)]
     rows = []
     for (norm, *values), rs in _groups(results, varying).items():
         settings = {SETTINGS[k]: f"{v:g}" if isinstance(v, float) else str(v) for k, v in zip(varying, values)}
@@ -161,8 +167,7 @@ def summary_rows(results: list[dict], held: str) -> list[dict]:
             **({"arch": settings.pop("arch")} if "arch" in settings else {}), "norm": norm, **settings,
             "runs": len(rs), "params": f"{rs[0]['params']:,}",
             "train acc": _fmt([r["train_acc"] for r in rs]), "test acc": _fmt([r["test_acc"] for r in rs]),
-            **({"test acc, flip TTA": _fmt([r["test_acc_flip_tta"] for r in rs])
-                if all("test_acc_flip_tta" in r for r in rs) else "-"} if tta else {}),
+            **{label: _fmt([r[key] for r in rs]) if all(key in r for r in rs) else "-" for label, key in optional},
             f"best {held} acc (epoch)": ", ".join(f"{r[f'best_{held}_acc']:.2f} ({r['best_epoch']})" for r in rs),
             "time (s)": _fmt([r["seconds"] for r in rs], 0),
             "images/s": _fmt([r["images_per_second"] for r in rs], 0),
