@@ -316,10 +316,10 @@ def train(cfg: TrainConfig, data: Cifar10 | None = None, log=print) -> dict:
     state = dist.on_main(prepare)
     train_x, train_y = train_x.to(device), train_y.to(device)
     model = model.to(device, memory_format=torch.channels_last)
-    train_model = dist.wrap(model, device, cfg.sync_bn)  # DDP under torchrun; shares parameters with ``model``
-    opt = make_optimizer(model, recipe)
     steps_per_epoch = math.ceil(len(train_x) / recipe.batch_size)
     average = WeightAverage(model, recipe.ema_epochs, steps_per_epoch) if recipe.ema_epochs else None
+    train_model = dist.wrap(model, device, cfg.sync_bn)  # DDP under torchrun; shares parameters with ``model``
+    opt = make_optimizer(model, recipe)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
     step_model = torch.compile(train_model) if cfg.compile else train_model
