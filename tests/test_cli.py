@@ -36,6 +36,8 @@ def test_summary_table():
     (["train", "--set", "weight_decay=lots"], ["weight_decay takes a float"]),
     (["train", "--set", "schedule=zigzag"], ["unknown schedule 'zigzag'"]),
     (["train", "--set", "flip=maybe"], ["flip takes a bool"]),
+    (["train", "--set", "ema_epochs=-1"], ["ema_epochs must not be negative, got -1.0"]),
+    (["train", "--set", "ema_epochs=soon"], ["ema_epochs takes a float"]),
 ])
 def test_bad_input_is_a_one_line_error(tmp_path, args, fragments):
     _one_line_error(run_cli(*args, cwd=tmp_path), *fragments)
