@@ -50,3 +50,21 @@ def test_full_resolution_stem_option(norm):
     assert first.kernel_size == (3, 3) and first.out_channels == 16 and first.stride == (1, 1)
     assert model.embed(torch.rand(1, 3, 32, 32)).shape == (1, 64, 16, 16)
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("norm", ["bn", "gn", "ln"])
+def test_pointwise_residual_variant(norm):
+    plain, res = build_model("convmixer-s16", norm), build_model("convmixer-s16-res", norm)
+    assert count_params(res) == count_params(plain) == 49_690
+    assert round(forward_macs(res) / 1e6, 1) == round(forward_macs(plain) / 1e6, 1)
+    # the same weights, moved under Residual: copying them over makes the nets differ only by the skips
+    weights = dict(zip(res.state_dict(), plain.state_dict().values()))
+    res.load_state_dict(weights)
+    res.eval(), plain.eval()
+    x = torch.rand(2, 3, 32, 32)
+    pointwise = res.blocks[0][1]
+    assert pointwise(res.blocks[0][0](res.embed(x))).shape == (2, 64, 16, 16)
+    assert not torch.allclose(res(x), plain(x))
+    for block in res.blocks:  # no skip left: the plain net again
+        block[1].forward = block[1].body.forward
+    assert torch.allclose(res(x), plain(x), atol=1e-5)

@@ -46,16 +46,18 @@ class Residual(nn.Module):
         return x + self.body(x)
 
 
-def mixer_block(width: int, kernel: int, norm: str, conv=nn.Conv2d) -> nn.Sequential:
-    return nn.Sequential(
-        Residual(nn.Sequential(nn.Conv2d(width, width, kernel, padding=kernel // 2, groups=width, bias=False),
-                               nn.ReLU(inplace=True), _norm(norm, width))),
-        conv(width, width, 1, bias=False), nn.ReLU(inplace=True), _norm(norm, width))
+def mixer_block(width: int, kernel: int, norm: str, conv=nn.Conv2d, pw_residual: bool = False) -> nn.Sequential:
+    depthwise = Residual(nn.Sequential(nn.Conv2d(width, width, kernel, padding=kernel // 2, groups=width, bias=False),
+                                       nn.ReLU(inplace=True), _norm(norm, width)))
+    pointwise = [conv(width, width, 1, bias=False), nn.ReLU(inplace=True), _norm(norm, width)]
+    if pw_residual:
+        return nn.Sequential(depthwise, Residual(nn.Sequential(*pointwise)))
+    return nn.Sequential(depthwise, *pointwise)  # (the state-dict keys of the pretrained weights)
 
 
 class ConvMixer(nn.Module):
     def __init__(self, norm: str = "bn", *, width: int = 64, depth: int = 9, kernel: int = 3, patch: int = 2,
-                 stem: int = 0, ws: bool = False, num_classes: int = 10):
+                 stem: int = 0, ws: bool = False, pw_residual: bool = False, num_classes: int = 10):
         super().__init__()
         conv = WSConv2d if ws else nn.Conv2d
         self.normalize = Normalize()
@@ -64,7 +66,7 @@ class ConvMixer(nn.Module):
         pre = [conv(3, stem, 3, padding=1, bias=False), nn.ReLU(inplace=True), _norm(norm, stem)] if stem else []
         self.embed = nn.Sequential(*pre, conv(stem or 3, width, patch, stride=patch, bias=False),
                                    nn.ReLU(inplace=True), _norm(norm, width))
-        self.blocks = nn.Sequential(*(mixer_block(width, kernel, norm, conv) for _ in range(depth)))
+        self.blocks = nn.Sequential(*(mixer_block(width, kernel, norm, conv, pw_residual) for _ in range(depth)))
         self.fc = nn.Linear(width, num_classes)
 
     def forward(self, x):
@@ -85,3 +87,9 @@ def convmixer_s16(norm: str = "bn") -> ConvMixer:
     """``convmixer`` after a full-resolution 3x3 conv 3 -> 16 at 32x32: 49,690 parameters, 12.3 M
     multiply-adds (docs/architectures.md, "Recipe and stem changes for BN")."""
     return ConvMixer(norm, stem=16)
+
+
+def convmixer_s16_res(norm: str = "bn") -> ConvMixer:
+    """``convmixer-s16`` with a residual connection around every pointwise conv as well, so each block is
+    two residual steps (same parameters and multiply-adds, 49,690 and 12.3 M)."""
+    return ConvMixer(norm, stem=16, pw_residual=True)
