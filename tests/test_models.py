@@ -106,6 +106,27 @@ def test_groupnorm_bf16_channels_last_path_hands_back_a_channels_last_gradient_o
     torch.testing.assert_close(grads[0].float(), plain.grad.float(), atol=0.05, rtol=0.02)
 
 
+@pytest.mark.parametrize("arch", ["s8", "resnet8", "convmixer-s16"])
+def test_global_pool_hands_back_a_channels_last_gradient(arch):
+    from normlab.models.common import GlobalAvgPool
+
+    pools = [m for m in build_model(arch, "bn").modules() if isinstance(m, GlobalAvgPool)]
+    assert len(pools) == 1  # every architecture pools through it
+    x = torch.randn(4, 16, 8, 8).contiguous(memory_format=torch.channels_last)
+    for pool in (GlobalAvgPool(), GlobalAvgPool(mean=True)):
+        leaf = x.clone().requires_grad_()
+        h = leaf * 1  # not a leaf: what reaches the layer before
+        grads = []
+        h.register_hook(grads.append)
+        out = pool(h)
+        torch.testing.assert_close(out, x.mean((2, 3), keepdim=True))
+        (out.flatten(1) * torch.arange(16.0)).sum().backward()
+        assert grads[0].is_contiguous(memory_format=torch.channels_last)  # mixed layouts are slow before it
+        torch.testing.assert_close(grads[0], torch.arange(16.0).view(1, 16, 1, 1).expand(4, 16, 8, 8) / 64)
+    plain = GlobalAvgPool()(x)  # no gradient wanted: the plain pool, the same values
+    torch.testing.assert_close(plain, torch.nn.functional.adaptive_avg_pool2d(x, 1))
+
+
 def test_devices_resolve_on_a_cpu_machine():
     from normlab.engine import autocast, resolve_device, resolve_precision
 

@@ -18,18 +18,7 @@ import torch
 from torch import nn
 
 from .errors import NormlabError
-
-
-class _ChannelsLastGrad(torch.autograd.Function):
-    """Identity forward; the backward hands its gradient on in channels_last."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad.contiguous(memory_format=torch.channels_last)
+from .layout import channels_last_grad
 
 
 class GroupNorm(nn.GroupNorm):
@@ -48,7 +37,7 @@ class GroupNorm(nn.GroupNorm):
     def forward(self, x):
         if (self.num_groups > 1 and x.dtype == torch.bfloat16 and x.device.type == "cpu"
                 and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)):
-            x = _ChannelsLastGrad.apply(x) if x.requires_grad else x
+            x = channels_last_grad(x)
             return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)
         return super().forward(x)
 

@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layout import channels_last_grad
+
 # CIFAR-10 training-set channel statistics, as the reference used them.
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2471, 0.2435, 0.2616)
@@ -37,3 +39,19 @@ class WSConv2d(nn.Conv2d):
     def forward(self, x):
         return F.conv2d(x, self.standardized_weight(), self.bias, self.stride, self.padding, self.dilation,
                         self.groups)
+
+
+class GlobalAvgPool(nn.AdaptiveAvgPool2d):
+    """Global average pooling to (N, C, 1, 1) whose input gradient goes back channels_last. The pool's
+    own backward returns NCHW; on a channels_last net every layer before it would then run its backward
+    on mixed layouts, slowly on the CPU (normlab.layout). ``mean=True`` pools with ``x.mean((2, 3))``,
+    the same function with another summation order, as ``convmixer`` was trained. No parameters; the
+    state dict is unchanged."""
+
+    def __init__(self, mean: bool = False):
+        super().__init__(1)
+        self.use_mean = mean
+
+    def forward(self, x):
+        x = channels_last_grad(x)
+        return x.mean((2, 3), keepdim=True) if self.use_mean else super().forward(x)

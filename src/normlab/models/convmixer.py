@@ -28,7 +28,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..norms import create_norm
-from .common import Normalize, WSConv2d
+from .common import GlobalAvgPool, Normalize, WSConv2d
 
 GN_CHANNELS_PER_GROUP = 8
 
@@ -67,10 +67,11 @@ class ConvMixer(nn.Module):
         self.embed = nn.Sequential(*pre, conv(stem or 3, width, patch, stride=patch, bias=False),
                                    nn.ReLU(inplace=True), _norm(norm, width))
         self.blocks = nn.Sequential(*(mixer_block(width, kernel, norm, conv, pw_residual) for _ in range(depth)))
+        self.pool = GlobalAvgPool(mean=True)
         self.fc = nn.Linear(width, num_classes)
 
     def forward(self, x):
-        return self.fc(self.blocks(self.embed(self.normalize(x))).mean((2, 3)))
+        return self.fc(self.pool(self.blocks(self.embed(self.normalize(x)))).flatten(1))
 
 
 def convmixer(norm: str = "bn") -> ConvMixer:

@@ -36,7 +36,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..norms import create_norm
-from .common import Normalize, WSConv2d
+from .common import GlobalAvgPool, Normalize, WSConv2d
 
 GN_CHANNELS_PER_GROUP = 8
 
@@ -90,7 +90,7 @@ class ResNet(nn.Module):
             layers.extend(Residual(width, norm, conv=conv, sep=sep) for _ in range(n))
             cin = width
         self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = GlobalAvgPool()
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(cin, num_classes)
 

@@ -11,7 +11,7 @@ from torch import nn
 from collections import OrderedDict
 
 from ..norms import create_norm
-from .common import Normalize
+from .common import GlobalAvgPool, Normalize
 
 # (name, in, out, GroupNorm groups) per 3x3 block; the groups are the reference GN model's.
 S8_BLOCKS = (
@@ -54,7 +54,7 @@ class S8(nn.Module):
             else:
                 # GAP sits before c11 in the reference; both are linear so order does not change
                 # the function, but we keep the reference's order: C10 -> GAP -> c11.
-                layers.insert(len(layers) - 1, ("GAP", nn.AdaptiveAvgPool2d(1)))
+                layers.insert(len(layers) - 1, ("GAP", GlobalAvgPool()))
         self.layers = nn.Sequential(OrderedDict(layers))
         self.flatten = nn.Flatten()
 
