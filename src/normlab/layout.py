@@ -4,7 +4,7 @@ normlab trains channels_last (NHWC), where PyTorch 2.13's CPU kernels for convol
 fastest. Some backward passes hand their gradient on in the default NCHW layout instead: global average
 pooling (a mean or an adaptive pool: its gradient is the output's, spread over H x W) and GroupNorm's
 contiguous-copy path (see :class:`normlab.norms.GroupNorm`). Every layer before such a point then runs
-its backward on mixed layouts, which those kernels handle slowly: with the gradient of convmixer-s16-BN's
+its backward on mixed layouts, which those kernels handle slowly: with the gradient of convmixer-s16-res-BN's
 global pool in NCHW, a BatchNorm backward took 37 ms per call where it takes 5 ms on matching layouts
 (docs/benchmarks.md, "Gradient layout at the global pool").
 """
