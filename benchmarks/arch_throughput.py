@@ -34,6 +34,8 @@ CANDIDATES = {
     "E convmixer 64 x9 k3": lambda norm: build_model("convmixer", norm),
     "E' mixer 64 x8 k5": lambda norm: ConvMixer(norm, depth=8, kernel=5),
     "F convmixer + stem 16": lambda norm: ConvMixer(norm, stem=16),
+    "G convmixer-fr32": lambda norm: build_model("convmixer-fr32", norm),
+    "G' fr24 x2": lambda norm: ConvMixer(norm, stem=24, stem_blocks=2),
 }
 
 

@@ -68,3 +68,20 @@ def test_pointwise_residual_variant(norm):
     for block in res.blocks:  # no skip left: the plain net again
         block[1].forward = block[1].body.forward
     assert torch.allclose(res(x), plain(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("norm", ["bn", "gn", "ln"])
+def test_full_resolution_stage(norm):
+    model = build_model("convmixer-fr32", norm)
+    # stem 864 + 64, one width-32 block 288 + 64 + 1,024 + 64, 1x1 conv 2,048 + 128, 9 blocks, head 650
+    assert count_params(model) == 49_546 <= 50_000
+    x = torch.rand(2, 3, 32, 32)
+    full_res = model.embed[:4](x)  # stem conv, ReLU, norm, the mixer block
+    assert full_res.shape == (2, 32, 32, 32)
+    depthwise = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups == m.in_channels > 1]
+    assert [m.in_channels for m in depthwise] == [32] + [64] * 9
+    assert not any(m.stride != (1, 1) for m in model.modules() if isinstance(m, torch.nn.Conv2d))  # pooling only
+    assert model.embed(x).shape == (2, 64, 16, 16)
+    assert model(x).shape == (2, 10)
+    # the default nets keep their layer names (and so their pretrained weights' keys)
+    assert "embed.3.weight" in build_model("convmixer-s16", norm).state_dict()

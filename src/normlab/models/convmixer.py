@@ -57,15 +57,23 @@ def mixer_block(width: int, kernel: int, norm: str, conv=nn.Conv2d, pw_residual:
 
 class ConvMixer(nn.Module):
     def __init__(self, norm: str = "bn", *, width: int = 64, depth: int = 9, kernel: int = 3, patch: int = 2,
-                 stem: int = 0, ws: bool = False, pw_residual: bool = False, num_classes: int = 10):
+                 stem: int = 0, stem_blocks: int = 0, ws: bool = False, pw_residual: bool = False,
+                 num_classes: int = 10):
         super().__init__()
         conv = WSConv2d if ws else nn.Conv2d
         self.normalize = Normalize()
         # stem > 0: a full-resolution 3x3 conv (3 -> stem channels) before the patch embedding, so the
         # patches are cut from learned features rather than raw pixels.
         pre = [conv(3, stem, 3, padding=1, bias=False), nn.ReLU(inplace=True), _norm(norm, stem)] if stem else []
-        self.embed = nn.Sequential(*pre, conv(stem or 3, width, patch, stride=patch, bias=False),
-                                   nn.ReLU(inplace=True), _norm(norm, width))
+        if stem_blocks:
+            # stem_blocks > 0: that many mixer blocks at full resolution and the stem's width, then a
+            # parameter-free max-pool over the patches and a 1x1 conv to the width (instead of a strided
+            # patch conv, whose stem x width x patch^2 weights the budget cannot afford at stem 32).
+            pre += [mixer_block(stem, kernel, norm, conv) for _ in range(stem_blocks)]
+            down = [nn.MaxPool2d(patch), conv(stem, width, 1, bias=False)]
+        else:
+            down = [conv(stem or 3, width, patch, stride=patch, bias=False)]
+        self.embed = nn.Sequential(*pre, *down, nn.ReLU(inplace=True), _norm(norm, width))
         self.blocks = nn.Sequential(*(mixer_block(width, kernel, norm, conv, pw_residual) for _ in range(depth)))
         self.pool = GlobalAvgPool(mean=True)
         self.fc = nn.Linear(width, num_classes)
@@ -88,6 +96,12 @@ def convmixer_s16(norm: str = "bn") -> ConvMixer:
     """``convmixer`` after a full-resolution 3x3 conv 3 -> 16 at 32x32: 49,690 parameters, 12.3 M
     multiply-adds (docs/architectures.md, "Recipe and stem changes for BN")."""
     return ConvMixer(norm, stem=16)
+
+
+def convmixer_fr32(norm: str = "bn") -> ConvMixer:
+    """``convmixer`` after a full-resolution stage: a 3x3 conv 3 -> 32 and one mixer block of width 32 at
+    32x32, then a 2x2 max-pool and a 1x1 conv 32 -> 64 in place of the patch conv: 49,546 parameters."""
+    return ConvMixer(norm, stem=32, stem_blocks=1)
 
 
 def convmixer_s16_res(norm: str = "bn") -> ConvMixer:
