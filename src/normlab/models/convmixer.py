@@ -22,6 +22,12 @@ budget buys one more block instead. Norms come after the activation, as in ConvM
 (:class:`~normlab.models.common.WSConv2d`, Qiao et al., 2019; no extra parameters), meant for gn and ln,
 which have no batch statistics to smooth the loss landscape. The depthwise convs stay plain: a 3x3
 kernel standardized to zero mean could no longer average (low-pass) its channel.
+
+``convmixer-s16`` puts a full-resolution 3x3 conv (3 -> 16) before the patch embedding; ``convmixer-fr32``
+goes further, with a full-resolution stage: a 3x3 conv 3 -> 32 and one mixer block of width 32 at 32x32,
+then a 2x2 max-pool and a 1x1 conv 32 -> 64 in place of the strided patch conv (whose 32 x 64 x 4 weights
+the budget cannot afford). Both spend multiply-adds where the image still has its detail, for few
+parameters (docs/architectures.md).
 """
 from __future__ import annotations
 
