@@ -15,6 +15,7 @@ Without torchrun (no ``WORLD_SIZE``, or 1) every helper here is a no-op and trai
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -160,13 +161,19 @@ def init(ctx: Context, device: torch.device) -> None:
 
 
 def shutdown(finished: bool) -> None:
-    """Leave the process group, if this process joined one. After a ``finished`` job the ranks first
-    meet at a barrier, so that none tears its connections down while a peer is still using them (gloo
-    then aborted rank 0 with "terminate called without an active exception" about one exit in ten).
-    After a failure there is no barrier: a peer that gave up would never arrive."""
+    """Leave the process group, if this process joined one. After a ``finished`` job the ranks meet at a
+    barrier, so that none tears its connections down while a peer is still using them, and then each
+    ends its process at once, exit status 0, without running gloo's teardown: that teardown raced with
+    gloo's own threads and aborted a rank with "terminate called without an active exception" (SIGABRT)
+    about one exit in ten without the barrier, and still now and then with it. Nothing is lost: every
+    result and checkpoint was written atomically before this point, and the streams are flushed.
+    After a failure there is no barrier (a peer that gave up would never arrive): leave normally."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         if finished:
             torch.distributed.barrier()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
         torch.distributed.destroy_process_group()
 
 
