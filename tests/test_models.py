@@ -106,12 +106,17 @@ def test_groupnorm_bf16_channels_last_path_hands_back_a_channels_last_gradient_o
     torch.testing.assert_close(grads[0].float(), plain.grad.float(), atol=0.05, rtol=0.02)
 
 
-@pytest.mark.parametrize("arch", ["s8", "resnet8", "convmixer-s16"])
-def test_global_pool_hands_back_a_channels_last_gradient(arch):
+@pytest.mark.parametrize("arch", ["s8", "resnet8", "convmixer-s16", "convmixer-fr32"])
+def test_every_architecture_pools_through_the_global_pool(arch):
     from normlab.models.common import GlobalAvgPool
 
     pools = [m for m in build_model(arch, "bn").modules() if isinstance(m, GlobalAvgPool)]
-    assert len(pools) == 1  # every architecture pools through it
+    assert len(pools) == 1  # so each gets the channels_last gradient tested below
+
+
+def test_global_pool_hands_back_a_channels_last_gradient():
+    from normlab.models.common import GlobalAvgPool
+
     x = torch.randn(4, 16, 8, 8).contiguous(memory_format=torch.channels_last)
     for pool in (GlobalAvgPool(), GlobalAvgPool(mean=True)):
         leaf = x.clone().requires_grad_()
