@@ -45,3 +45,27 @@ def test_ema_recipes_add_only_weight_averaging(base):
     assert plain.ema_epochs == 0 and ema.ema_epochs == 1.0
     differing = {k for k, v in plain.to_dict().items() if ema.to_dict()[k] != v}
     assert differing == {"name", "ema_epochs", "description"}
+
+
+def test_decay_norms_false_decays_conv_and_linear_weights_only():
+    import torch
+
+    from normlab.engine import make_optimizer
+    from normlab.models import build_model
+    from normlab.recipes import parse_settings
+
+    recipe = get_recipe("fast", **parse_settings(["decay_norms=false"]))
+    model = build_model("convmixer-s16", "ln")
+    opt = make_optimizer(model, recipe)
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+    for name, p in model.named_parameters():
+        assert (id(p) in decayed) == (p.ndim > 1), name  # norm scales/shifts and the head's bias: none
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt.step()
+    for name, p in model.named_parameters():
+        assert torch.equal(p, before[name]) == (p.ndim == 1), name  # with zero gradients only decay moves
+    default = make_optimizer(model, get_recipe("fast"))
+    assert len(default.param_groups) == 1 and default.param_groups[0]["weight_decay"] == pytest.approx(5e-4)

@@ -213,7 +213,11 @@ def check_budget(params: int, epochs: int, arch: str, norm: str) -> None:
 
 
 def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+    params: list = list(model.parameters())
+    if not recipe.decay_norms:  # weight decay on conv and linear weights only, not on 1-d parameters
+        params = [{"params": [p for p in params if p.ndim > 1]},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
                            nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
 
 

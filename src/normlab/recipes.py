@@ -18,6 +18,8 @@ class Recipe:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.0
+    decay_norms: bool = True     # weight decay on norm scales/shifts and biases (every 1-d parameter) too;
+                                 # False: on conv and linear weights only ("no bias decay")
     schedule: str = "constant"   # constant | onecycle (linear warm-up then linear decay to 0) | cosine
     warmup_epochs: float = 0.0   # onecycle only
     label_smoothing: float = 0.0
