@@ -85,3 +85,12 @@ def test_full_resolution_stage(norm):
     assert model(x).shape == (2, 10)
     # the default nets keep their layer names (and so their pretrained weights' keys)
     assert "embed.3.weight" in build_model("convmixer-s16", norm).state_dict()
+
+
+def test_gelu_variant_swaps_every_relu_and_nothing_else():
+    relu, gelu = build_model("convmixer-fr32", "ln"), build_model("convmixer-fr32-gelu", "ln")
+    assert count_params(gelu) == count_params(relu) and gelu.state_dict().keys() == relu.state_dict().keys()
+    kinds = lambda m: [type(x).__name__ for x in m.modules()]  # noqa: E731
+    assert "ReLU" not in kinds(gelu) and kinds(gelu).count("GELU") == kinds(relu).count("ReLU") > 0
+    assert [k.replace("GELU", "ReLU") for k in kinds(gelu)] == kinds(relu)
+    assert gelu(torch.rand(2, 3, 32, 32)).shape == (2, 10)

@@ -27,7 +27,8 @@ kernel standardized to zero mean could no longer average (low-pass) its channel.
 goes further, with a full-resolution stage: a 3x3 conv 3 -> 32 and one mixer block of width 32 at 32x32,
 then a 2x2 max-pool and a 1x1 conv 32 -> 64 in place of the strided patch conv (whose 32 x 64 x 4 weights
 the budget cannot afford). Both spend multiply-adds where the image still has its detail, for few
-parameters (docs/architectures.md).
+parameters (docs/architectures.md). ``convmixer-fr32-gelu`` is ``convmixer-fr32`` with ConvMixer's own
+activation, GELU, in place of every ReLU.
 """
 from __future__ import annotations
 
@@ -52,10 +53,15 @@ class Residual(nn.Module):
         return x + self.body(x)
 
 
-def mixer_block(width: int, kernel: int, norm: str, conv=nn.Conv2d, pw_residual: bool = False) -> nn.Sequential:
+def _act(act: str) -> nn.Module:
+    return nn.GELU() if act == "gelu" else nn.ReLU(inplace=True)
+
+
+def mixer_block(width: int, kernel: int, norm: str, conv=nn.Conv2d, pw_residual: bool = False,
+                act: str = "relu") -> nn.Sequential:
     depthwise = Residual(nn.Sequential(nn.Conv2d(width, width, kernel, padding=kernel // 2, groups=width, bias=False),
-                                       nn.ReLU(inplace=True), _norm(norm, width)))
-    pointwise = [conv(width, width, 1, bias=False), nn.ReLU(inplace=True), _norm(norm, width)]
+                                       _act(act), _norm(norm, width)))
+    pointwise = [conv(width, width, 1, bias=False), _act(act), _norm(norm, width)]
     if pw_residual:
         return nn.Sequential(depthwise, Residual(nn.Sequential(*pointwise)))
     return nn.Sequential(depthwise, *pointwise)  # (the state-dict keys of the pretrained weights)
@@ -64,23 +70,23 @@ def mixer_block(width: int, kernel: int, norm: str, conv=nn.Conv2d, pw_residual:
 class ConvMixer(nn.Module):
     def __init__(self, norm: str = "bn", *, width: int = 64, depth: int = 9, kernel: int = 3, patch: int = 2,
                  stem: int = 0, stem_blocks: int = 0, ws: bool = False, pw_residual: bool = False,
-                 num_classes: int = 10):
+                 act: str = "relu", num_classes: int = 10):
         super().__init__()
         conv = WSConv2d if ws else nn.Conv2d
         self.normalize = Normalize()
         # stem > 0: a full-resolution 3x3 conv (3 -> stem channels) before the patch embedding, so the
         # patches are cut from learned features rather than raw pixels.
-        pre = [conv(3, stem, 3, padding=1, bias=False), nn.ReLU(inplace=True), _norm(norm, stem)] if stem else []
+        pre = [conv(3, stem, 3, padding=1, bias=False), _act(act), _norm(norm, stem)] if stem else []
         if stem_blocks:
             # stem_blocks > 0: that many mixer blocks at full resolution and the stem's width, then a
             # parameter-free max-pool over the patches and a 1x1 conv to the width (instead of a strided
             # patch conv, whose stem x width x patch^2 weights the budget cannot afford at stem 32).
-            pre += [mixer_block(stem, kernel, norm, conv) for _ in range(stem_blocks)]
+            pre += [mixer_block(stem, kernel, norm, conv, act=act) for _ in range(stem_blocks)]
             down = [nn.MaxPool2d(patch), conv(stem, width, 1, bias=False)]
         else:
             down = [conv(stem or 3, width, patch, stride=patch, bias=False)]
-        self.embed = nn.Sequential(*pre, *down, nn.ReLU(inplace=True), _norm(norm, width))
-        self.blocks = nn.Sequential(*(mixer_block(width, kernel, norm, conv, pw_residual) for _ in range(depth)))
+        self.embed = nn.Sequential(*pre, *down, _act(act), _norm(norm, width))
+        self.blocks = nn.Sequential(*(mixer_block(width, kernel, norm, conv, pw_residual, act) for _ in range(depth)))
         self.pool = GlobalAvgPool(mean=True)
         self.fc = nn.Linear(width, num_classes)
 
@@ -108,6 +114,11 @@ def convmixer_fr32(norm: str = "bn") -> ConvMixer:
     """``convmixer`` after a full-resolution stage: a 3x3 conv 3 -> 32 and one mixer block of width 32 at
     32x32, then a 2x2 max-pool and a 1x1 conv 32 -> 64 in place of the patch conv: 49,546 parameters."""
     return ConvMixer(norm, stem=32, stem_blocks=1)
+
+
+def convmixer_fr32_gelu(norm: str = "bn") -> ConvMixer:
+    """``convmixer-fr32`` with GELU instead of ReLU after every conv, as in ConvMixer (same parameters)."""
+    return ConvMixer(norm, stem=32, stem_blocks=1, act="gelu")
 
 
 def convmixer_s16_res(norm: str = "bn") -> ConvMixer:
