@@ -69,3 +69,21 @@ def test_decay_norms_false_decays_conv_and_linear_weights_only():
         assert torch.equal(p, before[name]) == (p.ndim == 1), name  # with zero gradients only decay moves
     default = make_optimizer(model, get_recipe("fast"))
     assert len(default.param_groups) == 1 and default.param_groups[0]["weight_decay"] == pytest.approx(5e-4)
+
+
+def test_optimizer_choice():
+    import torch
+
+    from normlab.engine import make_optimizer
+    from normlab.errors import NormlabError
+    from normlab.models import build_model
+    from normlab.recipes import parse_settings
+
+    model = build_model("convmixer", "ln")
+    assert isinstance(make_optimizer(model, get_recipe("fast")), torch.optim.SGD)
+    recipe = get_recipe("fast", lr=0.005, **parse_settings(["optimizer=adamw", "weight_decay=0.02"]))
+    opt = make_optimizer(model, recipe)
+    assert isinstance(opt, torch.optim.AdamW)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.005) and opt.param_groups[0]["weight_decay"] == 0.02
+    with pytest.raises(NormlabError, match="unknown optimizer 'adam'; choose one of sgd, adamw"):
+        get_recipe("fast", **parse_settings(["optimizer=adam"]))

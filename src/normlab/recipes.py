@@ -15,6 +15,8 @@ class Recipe:
     epochs: int = 20             # the study's budget
     batch_size: int = 128        # the reference's
     lr: float = 0.01             # peak learning rate (SGD)
+    optimizer: str = "sgd"       # sgd | adamw (betas 0.9/0.999, weight decay decoupled from the gradient;
+                                 # momentum and nesterov then do not apply)
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.0
@@ -131,6 +133,7 @@ RECIPES["fast-b128-ema"] = replace(
 
 
 SCHEDULES = ("constant", "linear-decay", "onecycle", "cosine")
+OPTIMIZERS = ("sgd", "adamw")
 
 
 def parse_settings(items: list[str] | None) -> dict:
@@ -168,6 +171,8 @@ def get_recipe(name: str, **overrides) -> Recipe:
         raise NormlabError(f"--lr must be positive, got {overrides['lr']}")
     if "schedule" in overrides and overrides["schedule"] not in SCHEDULES:
         raise NormlabError(f"unknown schedule {overrides['schedule']!r}; choose one of {', '.join(SCHEDULES)}")
+    if "optimizer" in overrides and overrides["optimizer"] not in OPTIMIZERS:
+        raise NormlabError(f"unknown optimizer {overrides['optimizer']!r}; choose one of {', '.join(OPTIMIZERS)}")
     for key in ("weight_decay", "label_smoothing", "warmup_epochs", "crop_pad", "cutout", "momentum",
                 "ema_epochs"):
         if key in overrides and overrides[key] < 0:
