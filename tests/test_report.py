@@ -171,3 +171,15 @@ def test_default_titles_name_what_is_compared():
     one = [{"arch": "convmixer", "norm": "ln", "seed": s} for s in (0, 1, 2)]
     assert default_title(one) == "convmixer with ln, seeds 0, 1, 2"
     assert default_title(one[:1]) == "convmixer with ln, seed 0"
+
+
+def test_report_tells_apart_runs_that_changed_a_recipe_field(tmp_path):
+    from normlab.recipes import get_recipe
+
+    for r in _fake_study(tmp_path, norms=("bn",)):
+        recipe = get_recipe("reference", **({"label_smoothing": 0.1} if r["seed"] else {})).to_dict()
+        atomic_write_json(tmp_path / report.run_name(r) / "config.json", {"recipe": recipe})
+    proc = run_cli("report", tmp_path / "s8-bn-seed0", tmp_path / "s8-bn-seed1", "--out", tmp_path / "rep")
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| bn | reference | 1 |" in md and "| bn | reference label_smoothing=0.1 | 1 |" in md
