@@ -14,7 +14,7 @@ class Recipe:
     name: str
     epochs: int = 20             # the study's budget
     batch_size: int = 128        # the reference's
-    lr: float = 0.01             # peak learning rate (SGD)
+    lr: float = 0.01             # peak learning rate
     optimizer: str = "sgd"       # sgd | adamw (betas 0.9/0.999, weight decay decoupled from the gradient;
                                  # momentum and nesterov then do not apply)
     momentum: float = 0.9

@@ -85,7 +85,8 @@ def report_runs(folders: list[Path], out: Path, title: str | None = None) -> lis
         if not run.finished:
             raise NormlabError(f"{folder}: not a finished run (no results.json); finish it with `normlab train "
                                "... --resume`, or leave it out")
-        results.append({**run.results(), "recipe": _recipe_label(run, run.results().get("recipe"))})
+        r = run.results()
+        results.append({**r, "recipe": _recipe_label(run, r.get("recipe"))})
     if len({Path(f).resolve() for f in folders}) < len(folders):
         raise NormlabError("a run folder is named twice; name each once")
     if len({bool(r.get("val_size")) for r in results}) > 1:
@@ -101,15 +102,12 @@ def _recipe_label(run: RunDir, name: str | None) -> str | None:
     """The recipe's name plus each field the run changed from that preset (``--set``, ``--batch-size``), so
     runs that differ only there get their own report rows: e.g. "fast-b128-ema label_smoothing=0.0". The
     peak lr and epochs have columns of their own."""
-    import json
-
     from .recipes import RECIPES
-    from .runs import CONFIG
+    from .runs import CONFIG, read_json
 
-    config = run.path / CONFIG
-    if name not in RECIPES or not config.is_file():
+    if name not in RECIPES or not (run / CONFIG).is_file():
         return name
-    saved = json.loads(config.read_text()).get("recipe", {})
+    saved = read_json(run / CONFIG).get("recipe", {})
     preset = RECIPES[name].to_dict()
     changed = [f"{k}={saved[k]}" for k in preset
                if k not in ("name", "description", "lr", "epochs") and k in saved and saved[k] != preset[k]]
