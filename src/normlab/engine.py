@@ -23,6 +23,7 @@ from .data import Cifar10, load_cifar10
 from .errors import NormlabError
 from .metrics import accuracy, confusion_matrix, per_class_accuracy
 from .models import build_model, count_params
+from .optim import MuonSGD, pointwise_weights
 from .recipes import Recipe, get_recipe, lr_factor
 from .runs import WEIGHTS, RunDir, atomic_write_bytes, atomic_write_json
 
@@ -219,6 +220,17 @@ def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimi
                   {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
     if recipe.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "muon":
+        matrices = {id(p) for p in pointwise_weights(model)}
+        if not matrices:
+            raise NormlabError("optimizer=muon needs 1x1 convs to optimize (the convmixer architectures have "
+                               "them); pick another optimizer for this architecture")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        groups = [{**g, "params": [p for p in g["params"] if id(p) not in matrices]} for g in groups]
+        groups = [g for g in groups if g["params"]]
+        return MuonSGD([p for p in model.parameters() if id(p) in matrices], groups, lr=recipe.lr,
+                       muon_lr=recipe.muon_lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
+                       weight_decay=recipe.weight_decay)
     return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
                            nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
 
@@ -270,7 +282,7 @@ def train_epoch(model, opt, recipe, x_all, y_all, *, epoch, seed, device, precis
         xb = augment(x_all[idx], gen, do_flip=recipe.flip, crop_pad=recipe.crop_pad, cutout_size=recipe.cutout)
         xb, yb = dist.shard(xb), dist.shard(y_all[idx])
         for group in opt.param_groups:
-            group["lr"] = recipe.lr * lr_factor(recipe, epoch * steps + i, total_steps, steps)
+            group["lr"] = group.get("peak_lr", recipe.lr) * lr_factor(recipe, epoch * steps + i, total_steps, steps)
         with autocast(device, precision):
             logits = model(to_input(xb))
             loss = dist.batch_loss(logits.float(), yb, len(idx), recipe.label_smoothing)

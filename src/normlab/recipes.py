@@ -16,7 +16,9 @@ class Recipe:
     batch_size: int = 128        # the reference's
     lr: float = 0.01             # peak learning rate
     optimizer: str = "sgd"       # sgd | adamw (betas 0.9/0.999, weight decay decoupled from the gradient;
-                                 # momentum and nesterov then do not apply)
+                                 # momentum and nesterov then do not apply) | muon (Muon on the pointwise
+                                 # convs at muon_lr, SGD as above on everything else; normlab.optim)
+    muon_lr: float = 0.05        # optimizer=muon: peak learning rate of the pointwise convs (same schedule)
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.0
@@ -133,7 +135,7 @@ RECIPES["fast-b128-ema"] = replace(
 
 
 SCHEDULES = ("constant", "linear-decay", "onecycle", "cosine")
-OPTIMIZERS = ("sgd", "adamw")
+OPTIMIZERS = ("sgd", "adamw", "muon")
 
 
 def parse_settings(items: list[str] | None) -> dict:
@@ -174,7 +176,7 @@ def get_recipe(name: str, **overrides) -> Recipe:
     if "optimizer" in overrides and overrides["optimizer"] not in OPTIMIZERS:
         raise NormlabError(f"unknown optimizer {overrides['optimizer']!r}; choose one of {', '.join(OPTIMIZERS)}")
     for key in ("weight_decay", "label_smoothing", "warmup_epochs", "crop_pad", "cutout", "momentum",
-                "ema_epochs"):
+                "ema_epochs", "muon_lr"):
         if key in overrides and overrides[key] < 0:
             raise NormlabError(f"{key} must not be negative, got {overrides[key]}")
     return replace(recipe, **overrides)

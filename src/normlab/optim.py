@@ -1,0 +1,69 @@
+"""Optimizers beyond one torch.optim class: Muon for the pointwise convs, SGD for everything else.
+
+Muon (Jordan et al., 2024; ``torch.optim.Muon``) replaces each step of a weight matrix by the nearest
+semi-orthogonal matrix to its momentum (a few Newton-Schulz iterations), so every direction of the matrix
+moves by about the same amount, however unevenly the gradient spreads over them. It is meant for the
+hidden weight matrices of a network, not for its input layer, output layer or 1-d parameters. In the
+ConvMixer nets those matrices are the pointwise (1x1) convs: 36,864 of `convmixer-s16`'s 49,690
+parameters. ``torch.optim.Muon`` takes 2-d tensors only, so each 1x1 conv weight ``(out, in, 1, 1)`` is
+handed to it as a 2-d view ``(out, in)`` of the same memory, whose gradient is pointed at the conv's
+gradient before every step.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def pointwise_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The weights of every dense 1x1 conv in ``model`` (Muon's share of the parameters)."""
+    return [m.weight for m in model.modules()
+            if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.groups == 1]
+
+
+class MuonSGD:
+    """``torch.optim.Muon`` on ``matrices`` (1x1 conv weights), ``torch.optim.SGD`` on ``sgd_groups``.
+
+    Quacks like one optimizer for the engine: ``param_groups`` (SGD's first, so ``param_groups[0]`` is
+    SGD's), ``zero_grad``, ``step``, ``state_dict`` and ``load_state_dict``. Every group carries
+    ``peak_lr``, which the learning-rate schedule scales.
+    """
+
+    def __init__(self, matrices: list[torch.Tensor], sgd_groups: list[dict], *, lr: float, muon_lr: float,
+                 momentum: float, nesterov: bool, weight_decay: float):
+        self._pairs = [(p, p.detach().view(p.shape[0], -1)) for p in matrices]
+        # No weight decay on the Muon matrices: each is followed by a norm, so its scale does not change
+        # the function, and Muon's steps have a fixed size whatever that scale is.
+        self.muon = torch.optim.Muon([view for _, view in self._pairs], lr=muon_lr, weight_decay=0.0,
+                                     momentum=0.95, nesterov=True)
+        self.sgd = torch.optim.SGD(sgd_groups, lr=lr, momentum=momentum, nesterov=nesterov,
+                                   weight_decay=weight_decay)
+        for group in self.sgd.param_groups:
+            group["peak_lr"] = group["lr"]
+        for group in self.muon.param_groups:
+            group["peak_lr"] = muon_lr
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return self.sgd.param_groups + self.muon.param_groups
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.sgd.zero_grad(set_to_none=set_to_none)
+        for param, view in self._pairs:
+            if param.grad is not None:
+                param.grad = None if set_to_none else param.grad.zero_()
+            view.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for param, view in self._pairs:
+            view.grad = None if param.grad is None else param.grad.reshape(view.shape)
+        self.muon.step()
+        self.sgd.step()
+
+    def state_dict(self) -> dict:
+        return {"sgd": self.sgd.state_dict(), "muon": self.muon.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sgd.load_state_dict(state["sgd"])
+        self.muon.load_state_dict(state["muon"])

@@ -1,0 +1,93 @@
+"""optimizer=muon: Muon on the pointwise convs, SGD on the rest; schedule, checkpoints, errors."""
+import copy
+
+import pytest
+import torch
+
+from normlab.engine import make_optimizer
+from normlab.errors import NormlabError
+from normlab.models import build_model
+from normlab.optim import MuonSGD, pointwise_weights
+from normlab.recipes import get_recipe, lr_factor
+
+
+def _model(arch="convmixer-s16", norm="bn"):
+    torch.manual_seed(0)
+    return build_model(arch, norm).to(memory_format=torch.channels_last)
+
+
+def _step(model, opt, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (8, 3, 32, 32), generator=g, dtype=torch.uint8).float().div(255)
+    loss = torch.nn.functional.cross_entropy(model(x), torch.randint(0, 10, (8,), generator=g))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def test_muon_takes_the_pointwise_convs_and_sgd_the_rest():
+    model = _model()
+    opt = make_optimizer(model, get_recipe("fast", optimizer="muon", muon_lr=0.03))
+    assert isinstance(opt, MuonSGD)
+    matrices = pointwise_weights(model)
+    assert len(matrices) == 9 and all(p.shape[2:] == (1, 1) for p in matrices)
+    sgd = [p for g in opt.sgd.param_groups for p in g["params"]]
+    assert {id(p) for p in sgd} | {id(p) for p in matrices} == {id(p) for p in model.parameters()}
+    assert not {id(p) for p in sgd} & {id(p) for p in matrices}
+    assert opt.param_groups[0] is opt.sgd.param_groups[0]  # the lr column logs SGD's rate
+    assert [g["peak_lr"] for g in opt.param_groups] == [0.2, 0.03]
+
+
+def test_a_step_moves_every_parameter_through_the_views():
+    model = _model()
+    opt = make_optimizer(model, get_recipe("fast", optimizer="muon"))
+    before = [p.detach().clone() for p in model.parameters()]
+    _step(model, opt)
+    moved = [not torch.equal(b, p) for b, p in zip(before, model.parameters()) if p.requires_grad]
+    assert all(moved)
+    # Muon's update is (close to) semi-orthogonal: the singular values of the step of one 64x64 matrix
+    # are of about one size (but for the gradient's null directions, which stay null).
+    w = pointwise_weights(model)[3]
+    step = (w.detach() - before[[id(p) for p in model.parameters()].index(id(w))]).view(64, 64).float()
+    s = torch.linalg.svdvals(step)
+    assert s.median() > 0.4 * s.max()
+
+
+def test_schedule_scales_each_group_from_its_own_peak():
+    model = _model()
+    recipe = get_recipe("fast", optimizer="muon", muon_lr=0.04, epochs=2)
+    opt = make_optimizer(model, recipe)
+    factor = lr_factor(recipe, 0, 10, 5)
+    for group in opt.param_groups:
+        group["lr"] = group.get("peak_lr", recipe.lr) * factor
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.2 * factor, 0.04 * factor])
+
+
+def test_state_dict_round_trip_resumes_identically():
+    a, b = _model(), _model()
+    recipe = get_recipe("fast", optimizer="muon")
+    opt_a = make_optimizer(a, recipe)
+    _step(a, opt_a, seed=1)
+    b.load_state_dict(a.state_dict())
+    opt_b = make_optimizer(b, recipe)
+    opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))  # as through a checkpoint file
+    _step(a, opt_a, seed=2)
+    _step(b, opt_b, seed=2)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_muon_with_decay_norms_false_keeps_the_no_decay_group():
+    model = _model(norm="ln")
+    opt = make_optimizer(model, get_recipe("fast", optimizer="muon", decay_norms=False))
+    assert [g["weight_decay"] for g in opt.sgd.param_groups] == [5e-4, 0.0]
+
+
+def test_muon_on_a_net_without_pointwise_convs_is_a_clear_error():
+    with pytest.raises(NormlabError, match="1x1 convs"):
+        make_optimizer(_model("resnet8"), get_recipe("fast", optimizer="muon"))
+
+
+def test_negative_muon_lr_is_rejected():
+    with pytest.raises(NormlabError, match="muon_lr"):
+        get_recipe("fast", muon_lr=-1)
