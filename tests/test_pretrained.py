@@ -38,6 +38,18 @@ def test_model_card_is_generated_from_run_data(promoted):
         assert fragment in card, fragment
 
 
+def test_model_card_names_the_changes_from_the_preset(promoted):
+    from normlab.pretrained import model_card
+
+    run, _ = promoted
+    results = json.loads((run / "results.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    config["recipe"].update(optimizer="muon", muon_lr=0.1)
+    card = model_card(results, config, "run", "0" * 64)
+    assert "| recipe | `fast` optimizer=muon muon_lr=0.1 |" in card
+    assert "| recipe | `fast` |" in pretrained_card("ln", promoted[1])  # the preset as it is: name only
+
+
 def test_load_pretrained_is_the_run_model(promoted):
     import torch
 

@@ -17,6 +17,7 @@ import torch
 
 from .errors import NormlabError
 from .norms import USER_NORMS
+from .recipes import changes_from_preset
 from .runs import CONFIG, RESULTS, WEIGHTS, atomic_write_bytes, atomic_write_text, read_json
 
 ENV = "NORMLAB_PRETRAINED_DIR"
@@ -90,7 +91,7 @@ def model_card(results: dict, config: dict, run_name: str, sha256: str) -> str:
         ("norm", f"`{r['norm']}`"),
         ("parameters", f"{r['params']:,} (every parameter, trainable or frozen)"),
         ("epochs", r["epochs"]),
-        ("recipe", f"`{r['recipe']}`"),
+        ("recipe", " ".join([f"`{r['recipe']}`", *changes_from_preset(r["recipe"], recipe)])),
         ("seed", r["seed"]),
         ("test accuracy (single view, float32)", _pct(r.get("test_acc"))),
     ]

@@ -160,6 +160,17 @@ def parse_settings(items: list[str] | None) -> dict:
     return out
 
 
+def changes_from_preset(name: str | None, saved: dict) -> list[str]:
+    """``KEY=VALUE`` for each field of a run's saved recipe (config.json's "recipe") that differs from the
+    preset ``name`` (set through ``--set`` or ``--batch-size``); the peak lr and epochs are left out, as
+    reports and cards show them on their own. Empty for an unknown preset."""
+    if name not in RECIPES:
+        return []
+    preset = RECIPES[name].to_dict()
+    return [f"{k}={saved[k]}" for k in preset
+            if k not in ("name", "description", "lr", "epochs") and k in saved and saved[k] != preset[k]]
+
+
 def get_recipe(name: str, **overrides) -> Recipe:
     try:
         recipe = RECIPES[name]

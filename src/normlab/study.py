@@ -102,16 +102,12 @@ def _recipe_label(run: RunDir, name: str | None) -> str | None:
     """The recipe's name plus each field the run changed from that preset (``--set``, ``--batch-size``), so
     runs that differ only there get their own report rows: e.g. "fast-b128-ema label_smoothing=0.0". The
     peak lr and epochs have columns of their own."""
-    from .recipes import RECIPES
+    from .recipes import RECIPES, changes_from_preset
     from .runs import CONFIG, read_json
 
     if name not in RECIPES or not (run / CONFIG).is_file():
         return name
-    saved = read_json(run / CONFIG).get("recipe", {})
-    preset = RECIPES[name].to_dict()
-    changed = [f"{k}={saved[k]}" for k in preset
-               if k not in ("name", "description", "lr", "epochs") and k in saved and saved[k] != preset[k]]
-    return " ".join([name, *changed])
+    return " ".join([name, *changes_from_preset(name, read_json(run / CONFIG).get("recipe", {}))])
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
