@@ -91,3 +91,11 @@ def test_muon_on_a_net_without_pointwise_convs_is_a_clear_error():
 def test_negative_muon_lr_is_rejected():
     with pytest.raises(NormlabError, match="muon_lr"):
         get_recipe("fast", muon_lr=-1)
+
+
+def test_labels_name_muons_peak_even_at_its_default():
+    from normlab.recipes import changes_from_preset
+
+    saved = get_recipe("fast", optimizer="muon").to_dict()
+    assert changes_from_preset("fast", saved) == ["optimizer=muon", "muon_lr=0.05"]
+    assert changes_from_preset("fast", get_recipe("fast").to_dict()) == []

@@ -167,8 +167,10 @@ def changes_from_preset(name: str | None, saved: dict) -> list[str]:
     if name not in RECIPES:
         return []
     preset = RECIPES[name].to_dict()
+    shown = {"muon_lr"} if saved.get("optimizer") == "muon" else set()  # Muon's peak, even at its default
     return [f"{k}={saved[k]}" for k in preset
-            if k not in ("name", "description", "lr", "epochs") and k in saved and saved[k] != preset[k]]
+            if k not in ("name", "description", "lr", "epochs") and k in saved
+            and (saved[k] != preset[k] or k in shown)]
 
 
 def get_recipe(name: str, **overrides) -> Recipe:
