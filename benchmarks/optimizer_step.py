@@ -9,24 +9,14 @@ thread, CPU seconds of this process (user + system), the median of the repeats a
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
+from _timing import median_cpu_seconds
 from normlab.engine import autocast, make_optimizer, resolve_precision
 from normlab.models import build_model
 from normlab.recipes import get_recipe
-
-
-def median_cpu_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.process_time()
-        fn()
-        times.append(time.process_time() - t0)
-    return 1000 * statistics.median(times)
 
 
 def main() -> None:
@@ -49,20 +39,17 @@ def main() -> None:
             x = torch.randn(a.batch, 3, 32, 32).to(memory_format=torch.channels_last)
             y = torch.randint(0, 10, (a.batch,))
 
-            def forward_backward():
+            def train_step():
                 with autocast(cpu, precision):
                     loss = F.cross_entropy(model(x).float(), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-
-            def train_step():
-                forward_backward()
                 opt.step()
 
             for _ in range(3):
                 train_step()
-            step_ms = median_cpu_ms(opt.step, a.steps)  # the same gradients every time: cost only
-            whole_ms = median_cpu_ms(train_step, a.steps)
+            step_ms = 1000 * median_cpu_seconds(opt.step, a.steps)  # the same gradients every time: cost only
+            whole_ms = 1000 * median_cpu_seconds(train_step, a.steps)
             print(f"{arch + ':' + norm:<20} {name:<10} {step_ms:>9.2f} {whole_ms:>11.1f} {step_ms / whole_ms:>7.1%}")
 
 

@@ -9,24 +9,14 @@ after a warm-up.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
+from _timing import median_cpu_seconds
 from normlab.engine import WeightAverage, autocast, make_optimizer, resolve_precision
 from normlab.models import build_model
 from normlab.recipes import get_recipe
-
-
-def cpu_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.process_time()
-        fn()
-        times.append(time.process_time() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -59,7 +49,7 @@ def main() -> None:
         for _ in range(3):
             step()
             average.update()
-        t_step, t_update = cpu_time(step, a.steps), cpu_time(average.update, a.steps)
+        t_step, t_update = median_cpu_seconds(step, a.steps), median_cpu_seconds(average.update, a.steps)
         print(f"{pair:<20} {1000 * t_step:>9.1f} {1000 * t_update:>9.2f} {100 * t_update / t_step:>11.2f}%")
 
 

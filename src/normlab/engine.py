@@ -214,23 +214,20 @@ def check_budget(params: int, epochs: int, arch: str, norm: str) -> None:
 
 
 def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    params: list = list(model.parameters())
+    matrices = pointwise_weights(model) if recipe.optimizer == "muon" else []  # Muon's share, if any
+    if recipe.optimizer == "muon" and not matrices:
+        raise NormlabError("optimizer=muon needs 1x1 convs to optimize (the convmixer architectures have "
+                           "them); pick another optimizer for this architecture")
+    taken = {id(p) for p in matrices}
+    params: list = [p for p in model.parameters() if id(p) not in taken]
     if not recipe.decay_norms:  # weight decay on conv and linear weights only, not on 1-d parameters
         params = [{"params": [p for p in params if p.ndim > 1]},
                   {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
     if recipe.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     if recipe.optimizer == "muon":
-        matrices = {id(p) for p in pointwise_weights(model)}
-        if not matrices:
-            raise NormlabError("optimizer=muon needs 1x1 convs to optimize (the convmixer architectures have "
-                               "them); pick another optimizer for this architecture")
-        groups = params if isinstance(params[0], dict) else [{"params": params}]
-        groups = [{**g, "params": [p for p in g["params"] if id(p) not in matrices]} for g in groups]
-        groups = [g for g in groups if g["params"]]
-        return MuonSGD([p for p in model.parameters() if id(p) in matrices], groups, lr=recipe.lr,
-                       muon_lr=recipe.muon_lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
-                       weight_decay=recipe.weight_decay)
+        return MuonSGD(matrices, params, lr=recipe.lr, muon_lr=recipe.muon_lr, momentum=recipe.momentum,
+                       nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
     return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
                            nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
 

@@ -22,21 +22,22 @@ def pointwise_weights(model: nn.Module) -> list[torch.Tensor]:
 
 
 class MuonSGD:
-    """``torch.optim.Muon`` on ``matrices`` (1x1 conv weights), ``torch.optim.SGD`` on ``sgd_groups``.
+    """``torch.optim.Muon`` on ``matrices`` (1x1 conv weights), ``torch.optim.SGD`` on ``sgd_params`` (tensors
+    or param groups, as SGD takes them).
 
     Quacks like one optimizer for the engine: ``param_groups`` (SGD's first, so ``param_groups[0]`` is
     SGD's), ``zero_grad``, ``step``, ``state_dict`` and ``load_state_dict``. Every group carries
     ``peak_lr``, which the learning-rate schedule scales.
     """
 
-    def __init__(self, matrices: list[torch.Tensor], sgd_groups: list[dict], *, lr: float, muon_lr: float,
+    def __init__(self, matrices: list[torch.Tensor], sgd_params: list, *, lr: float, muon_lr: float,
                  momentum: float, nesterov: bool, weight_decay: float):
         self._pairs = [(p, p.detach().view(p.shape[0], -1)) for p in matrices]
         # No weight decay on the Muon matrices: each is followed by a norm, so its scale does not change
         # the function, and Muon's steps have a fixed size whatever that scale is.
         self.muon = torch.optim.Muon([view for _, view in self._pairs], lr=muon_lr, weight_decay=0.0,
                                      momentum=0.95, nesterov=True)
-        self.sgd = torch.optim.SGD(sgd_groups, lr=lr, momentum=momentum, nesterov=nesterov,
+        self.sgd = torch.optim.SGD(sgd_params, lr=lr, momentum=momentum, nesterov=nesterov,
                                    weight_decay=weight_decay)
         for group in self.sgd.param_groups:
             group["peak_lr"] = group["lr"]

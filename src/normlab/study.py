@@ -102,12 +102,13 @@ def _recipe_label(run: RunDir, name: str | None) -> str | None:
     """The recipe's name plus each field the run changed from that preset (``--set``, ``--batch-size``), so
     runs that differ only there get their own report rows: e.g. "fast-b128-ema label_smoothing=0.0". The
     peak lr and epochs have columns of their own."""
-    from .recipes import RECIPES, changes_from_preset
+    from .recipes import changes_from_preset
     from .runs import CONFIG, read_json
 
-    if name not in RECIPES or not (run / CONFIG).is_file():
+    if not (run / CONFIG).is_file():
         return name
-    return " ".join([name, *changes_from_preset(name, read_json(run / CONFIG).get("recipe", {}))])
+    changes = changes_from_preset(name, read_json(run / CONFIG).get("recipe", {}))  # [] for unknown presets
+    return " ".join([name, *changes]) if changes else name
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
