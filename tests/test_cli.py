@@ -90,11 +90,13 @@ def test_predict_any_size_image_and_refuse_non_images(tiny_run, tmp_path):
 
 def test_compare_writes_report_and_reuses_finished_runs(tmp_path, real_data_dir):
     args = ["compare", "--norms", "bn,ln", "--seeds", "0", "--train-size", "256", "--val-size", "100",
-            "--epochs", "1", "--data-dir", real_data_dir, "--out", tmp_path / "cmp", "--no-progress"]
+            "--epochs", "1", "--data-dir", real_data_dir, "--out", tmp_path / "cmp", "--no-progress",
+            "--set", "weight_decay=0.001"]
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
     for name in ["report.md", "report.html", "curves.png", "s8-bn-seed0/results.json", "s8-ln-seed0/results.json"]:
         assert (tmp_path / "cmp" / name).is_file(), name
+    assert "weight_decay=0.001" in (tmp_path / "cmp" / "report.md").read_text()  # the report names --set changes
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr
     assert "reused 2 finished run(s)" in again.stdout

@@ -60,16 +60,17 @@ def compare(base: TrainConfig, norms: list[str], seeds: list[int], out: Path, lo
                for seed in seeds  # seed-major: a study cut short still has every norm for its first seeds
                for norm in norms]
     if report_only:
-        results = [r for r in reuse_finished(configs, False, log) if r is not None]
-        if not results:
+        pairs = [(cfg, r) for cfg, r in zip(configs, reuse_finished(configs, False, log)) if r is not None]
+        if not pairs:
             raise NormlabError(f"{out}: no finished runs of these norms and seeds to report; train them first "
                                "(drop --report-only)")
     else:
-        results = run_all(configs, base.overwrite, log)
+        pairs = list(zip(configs, run_all(configs, base.overwrite, log)))
     from .report import compare_report
-    compare_report(out, results)
+    # The report names what --set changed from the preset (e.g. "fast-b128 optimizer=muon muon_lr=0.1").
+    compare_report(out, [{**r, "recipe": _recipe_label(RunDir(cfg.out), r.get("recipe"))} for cfg, r in pairs])
     log(f"report: {out / 'report.md'}")
-    return results
+    return [r for _, r in pairs]
 
 
 def report_runs(folders: list[Path], out: Path, title: str | None = None) -> list[dict]:
