@@ -99,3 +99,19 @@ def test_labels_name_muons_peak_even_at_its_default():
     saved = get_recipe("fast", optimizer="muon").to_dict()
     assert changes_from_preset("fast", saved) == ["optimizer=muon", "muon_lr=0.05"]
     assert changes_from_preset("fast", get_recipe("fast").to_dict()) == []
+
+
+def test_muon_weight_decay_shrinks_only_the_pointwise_convs():
+    model = _model()
+    opt = make_optimizer(model, get_recipe("fast", optimizer="muon", muon_lr=0.1, muon_weight_decay=0.5,
+                                           weight_decay=0.0))
+    before = [p.detach().clone() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)  # no gradient: only the decay moves anything
+    opt.step()
+    pointwise = {id(w) for w in pointwise_weights(model)}
+    for b, p in zip(before, model.parameters()):
+        expected = b * (1 - 0.1 * 0.5) if id(p) in pointwise else b
+        assert torch.allclose(p.detach(), expected), p.shape
+    with pytest.raises(NormlabError, match="muon_weight_decay"):
+        get_recipe("fast", muon_weight_decay=-0.1)

@@ -227,7 +227,8 @@ def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimi
         return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     if recipe.optimizer == "muon":
         return MuonSGD(matrices, params, lr=recipe.lr, muon_lr=recipe.muon_lr, momentum=recipe.momentum,
-                       nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+                       nesterov=recipe.nesterov, weight_decay=recipe.weight_decay,
+                       muon_weight_decay=recipe.muon_weight_decay)
     return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
                            nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
 

@@ -19,6 +19,10 @@ class Recipe:
                                  # momentum and nesterov then do not apply) | muon (Muon on the pointwise
                                  # convs at muon_lr, SGD as above on everything else; normlab.optim)
     muon_lr: float = 0.05        # optimizer=muon: peak learning rate of the pointwise convs (same schedule)
+    muon_weight_decay: float = 0.0  # optimizer=muon: decoupled weight decay of the pointwise convs (each
+                                 # step w -= lr * wd * w). 0: a norm follows each of them, so their scale
+                                 # does not change the function; it grows with Muon's steps, which shrinks
+                                 # the step relative to the weights as training goes on
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.0
@@ -189,7 +193,7 @@ def get_recipe(name: str, **overrides) -> Recipe:
     if "optimizer" in overrides and overrides["optimizer"] not in OPTIMIZERS:
         raise NormlabError(f"unknown optimizer {overrides['optimizer']!r}; choose one of {', '.join(OPTIMIZERS)}")
     for key in ("weight_decay", "label_smoothing", "warmup_epochs", "crop_pad", "cutout", "momentum",
-                "ema_epochs", "muon_lr"):
+                "ema_epochs", "muon_lr", "muon_weight_decay"):
         if key in overrides and overrides[key] < 0:
             raise NormlabError(f"{key} must not be negative, got {overrides[key]}")
     return replace(recipe, **overrides)
