@@ -99,6 +99,10 @@ def test_labels_name_muons_peak_even_at_its_default():
     saved = get_recipe("fast", optimizer="muon").to_dict()
     assert changes_from_preset("fast", saved) == ["optimizer=muon", "muon_lr=0.05"]
     assert changes_from_preset("fast", get_recipe("fast").to_dict()) == []
+    # a Muon preset names only what differs from it
+    assert changes_from_preset("fast-b128-muon", get_recipe("fast-b128-muon").to_dict()) == []
+    assert changes_from_preset("fast-b128-muon", get_recipe("fast-b128-muon", muon_lr=0.2).to_dict()) == [
+        "muon_lr=0.2"]
 
 
 def test_muon_weight_decay_shrinks_only_the_pointwise_convs():

@@ -47,6 +47,16 @@ def test_ema_recipes_add_only_weight_averaging(base):
     assert differing == {"name", "ema_epochs", "description"}
 
 
+def test_fast_b128_muon_is_fast_b128_with_muon_and_its_weight_decay():
+    b128, muon = get_recipe("fast-b128"), get_recipe("fast-b128-muon")
+    assert (muon.optimizer, muon.muon_lr, muon.muon_weight_decay) == ("muon", 0.1, 0.01)
+    differing = {k for k, v in b128.to_dict().items() if muon.to_dict()[k] != v}
+    assert differing == {"name", "optimizer", "muon_lr", "muon_weight_decay", "description"}
+    # the preset is exactly what the README's --set chain gives
+    assert get_recipe("fast-b128", optimizer="muon", muon_lr=0.1, muon_weight_decay=0.01).to_dict() == {
+        **muon.to_dict(), "name": "fast-b128", "description": b128.description}
+
+
 def test_decay_norms_false_decays_conv_and_linear_weights_only():
     import torch
 
