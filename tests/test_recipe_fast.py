@@ -4,6 +4,12 @@ import pytest
 from normlab.recipes import get_recipe, lr_factor
 
 
+def _differing(a, b) -> set[str]:
+    """The recipe fields whose values differ between recipes a and b."""
+    other = b.to_dict()
+    return {k for k, v in a.to_dict().items() if other[k] != v}
+
+
 def test_fast_recipe_fields():
     r = get_recipe("fast")
     assert r.epochs == 20 and r.batch_size == 256 and r.nesterov and r.momentum == 0.9
@@ -35,23 +41,20 @@ def test_fast_b128_is_fast_at_batch_128_with_the_linearly_scaled_ln_peak():
 def test_fast_crop2_differs_from_fast_only_in_the_crop_padding():
     fast, crop2 = get_recipe("fast"), get_recipe("fast-crop2")
     assert crop2.crop_pad == 2 and fast.crop_pad == 4
-    differing = {k for k, v in fast.to_dict().items() if crop2.to_dict()[k] != v}
-    assert differing == {"name", "crop_pad", "description"}
+    assert _differing(fast, crop2) == {"name", "crop_pad", "description"}
 
 
 @pytest.mark.parametrize("base", ["fast", "fast-b128"])
 def test_ema_recipes_add_only_weight_averaging(base):
     plain, ema = get_recipe(base), get_recipe(f"{base}-ema")
     assert plain.ema_epochs == 0 and ema.ema_epochs == 1.0
-    differing = {k for k, v in plain.to_dict().items() if ema.to_dict()[k] != v}
-    assert differing == {"name", "ema_epochs", "description"}
+    assert _differing(plain, ema) == {"name", "ema_epochs", "description"}
 
 
 def test_fast_b128_muon_is_fast_b128_with_muon_and_its_weight_decay():
     b128, muon = get_recipe("fast-b128"), get_recipe("fast-b128-muon")
     assert (muon.optimizer, muon.muon_lr, muon.muon_weight_decay) == ("muon", 0.1, 0.01)
-    differing = {k for k, v in b128.to_dict().items() if muon.to_dict()[k] != v}
-    assert differing == {"name", "optimizer", "muon_lr", "muon_weight_decay", "description"}
+    assert _differing(b128, muon) == {"name", "optimizer", "muon_lr", "muon_weight_decay", "description"}
     # the preset is exactly what the README's --set chain gives
     assert get_recipe("fast-b128", optimizer="muon", muon_lr=0.1, muon_weight_decay=0.01).to_dict() == {
         **muon.to_dict(), "name": "fast-b128", "description": b128.description}
