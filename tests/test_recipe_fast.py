@@ -51,13 +51,14 @@ def test_ema_recipes_add_only_weight_averaging(base):
     assert _differing(plain, ema) == {"name", "ema_epochs", "description"}
 
 
-def test_fast_b128_muon_is_fast_b128_with_muon_and_its_weight_decay():
-    b128, muon = get_recipe("fast-b128"), get_recipe("fast-b128-muon")
+@pytest.mark.parametrize("base", ["fast", "fast-b128"])
+def test_muon_recipes_are_their_base_with_muon_and_its_weight_decay(base):
+    plain, muon = get_recipe(base), get_recipe(f"{base}-muon")
     assert (muon.optimizer, muon.muon_lr, muon.muon_weight_decay) == ("muon", 0.1, 0.01)
-    assert _differing(b128, muon) == {"name", "optimizer", "muon_lr", "muon_weight_decay", "description"}
+    assert _differing(plain, muon) == {"name", "optimizer", "muon_lr", "muon_weight_decay", "description"}
     # the preset is exactly what the README's --set chain gives
-    assert get_recipe("fast-b128", optimizer="muon", muon_lr=0.1, muon_weight_decay=0.01).to_dict() == {
-        **muon.to_dict(), "name": "fast-b128", "description": b128.description}
+    assert get_recipe(base, optimizer="muon", muon_lr=0.1, muon_weight_decay=0.01).to_dict() == {
+        **muon.to_dict(), "name": base, "description": plain.description}
 
 
 def test_decay_norms_false_decays_conv_and_linear_weights_only():
