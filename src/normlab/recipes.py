@@ -145,8 +145,9 @@ RECIPES["fast-b128-ema"] = replace(
 # from growing with every step, lifted it to 88.18 / 88.24 (0.02: 87.24 / 87.16), and convmixer-s16-GN from
 # 86.46 / 86.54 to 87.46 / 87.62. BN (at `fast`'s batch 256) gained nothing from Muon without decay (87.34
 # against 87.34) and 0.5 / 0.4 with it (87.86 / 87.70): BN's preset is `fast-muon` below.
+MUON_SETTINGS = dict(optimizer="muon", muon_lr=0.1, muon_weight_decay=0.01)  # chosen above; fast-muon too
 RECIPES["fast-b128-muon"] = replace(
-    RECIPES["fast-b128"], name="fast-b128-muon", optimizer="muon", muon_lr=0.1, muon_weight_decay=0.01,
+    RECIPES["fast-b128"], name="fast-b128-muon", **MUON_SETTINGS,
     description="the fast-b128 recipe with Muon on the pointwise 1x1 convs (peak 0.1, decoupled weight "
                 "decay 0.01) and SGD nesterov 0.05 peak one-cycle on the rest: batch 128, 2 warm-up "
                 "epochs, weight decay 5e-4, label smoothing 0.1, crop + flip")
@@ -157,7 +158,7 @@ RECIPES["fast-b128-muon"] = replace(
 # seeds 0-2, 87.98 ± 0.11 test against 86.97 ± 0.07 (results/convmixer-s16-fast-muon-wd0.01). Batch 128
 # was not run for BN with Muon; without Muon it gave BN nothing.
 RECIPES["fast-muon"] = replace(
-    RECIPES["fast"], name="fast-muon", optimizer="muon", muon_lr=0.1, muon_weight_decay=0.01,
+    RECIPES["fast"], name="fast-muon", **MUON_SETTINGS,
     description="the fast recipe with Muon on the pointwise 1x1 convs (peak 0.1, decoupled weight decay "
                 "0.01) and SGD nesterov 0.2 peak one-cycle on the rest: batch 256, 2 warm-up epochs, "
                 "weight decay 5e-4, label smoothing 0.1, crop + flip")
