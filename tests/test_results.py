@@ -4,6 +4,7 @@ NORMLAB_CHECK_ALL_RUNS=1); so do the pretrained models packaged inside normlab."
 import json
 import os
 import re
+from itertools import groupby
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ RUNS = sorted(p.parent for p in (ROOT / "results").glob("*/*/results.json"))
 # By default the first run of each results folder stands for its folder (same code path, same recipe
 # family); set NORMLAB_CHECK_ALL_RUNS=1 to re-evaluate every committed run, e.g. after an engine change.
 CHECK_ALL = os.environ.get("NORMLAB_CHECK_ALL_RUNS") == "1"
-REEVALUATED = RUNS if CHECK_ALL else sorted({run.parent: run for run in reversed(RUNS)}.values())
+REEVALUATED = RUNS if CHECK_ALL else [next(runs) for _, runs in groupby(RUNS, key=lambda run: run.parent)]
 PRETRAINED = [n for n in USER_NORMS if (PACKAGED / f"{n}.safetensors").is_file()]
 
 
