@@ -119,3 +119,17 @@ def test_muon_weight_decay_shrinks_only_the_pointwise_convs():
         assert torch.allclose(p.detach(), expected), p.shape
     with pytest.raises(NormlabError, match="muon_weight_decay"):
         get_recipe("fast", muon_weight_decay=-0.1)
+
+
+def test_muon_momentum_reaches_muon_and_not_sgd():
+    opt = make_optimizer(_model(), get_recipe("fast", optimizer="muon", muon_momentum=0.8))
+    assert [g["momentum"] for g in opt.muon.param_groups] == [0.8]
+    assert all(g["momentum"] == 0.9 for g in opt.sgd.param_groups)
+    default = make_optimizer(_model(), get_recipe("fast", optimizer="muon"))
+    assert [g["momentum"] for g in default.muon.param_groups] == [0.95]
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, 1.5])
+def test_muon_momentum_outside_0_to_1_is_rejected(value):
+    with pytest.raises(NormlabError, match="muon_momentum must be at least 0 and below 1"):
+        get_recipe("fast", muon_momentum=value)

@@ -228,7 +228,7 @@ def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimi
     if recipe.optimizer == "muon":
         return MuonSGD(matrices, params, lr=recipe.lr, muon_lr=recipe.muon_lr, momentum=recipe.momentum,
                        nesterov=recipe.nesterov, weight_decay=recipe.weight_decay,
-                       muon_weight_decay=recipe.muon_weight_decay)
+                       muon_weight_decay=recipe.muon_weight_decay, muon_momentum=recipe.muon_momentum)
     return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
                            nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
 

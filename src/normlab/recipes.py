@@ -23,6 +23,8 @@ class Recipe:
                                  # step w -= lr * wd * w). 0: a norm follows each of them, so their scale
                                  # does not change the function; it grows with Muon's steps, which shrinks
                                  # the step relative to the weights as training goes on
+    muon_momentum: float = 0.95  # optimizer=muon: Muon's momentum (Nesterov), its authors' default; the
+                                 # other parameters keep `momentum`
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.0
@@ -225,6 +227,8 @@ def get_recipe(name: str, **overrides) -> Recipe:
                 "ema_epochs", "muon_lr", "muon_weight_decay"):
         if key in overrides and overrides[key] < 0:
             raise NormlabError(f"{key} must not be negative, got {overrides[key]}")
+    if "muon_momentum" in overrides and not 0 <= overrides["muon_momentum"] < 1:
+        raise NormlabError(f"muon_momentum must be at least 0 and below 1, got {overrides['muon_momentum']}")
     return replace(recipe, **overrides)
 
 
