@@ -31,12 +31,13 @@ class MuonSGD:
     """
 
     def __init__(self, matrices: list[torch.Tensor], sgd_params: list, *, lr: float, muon_lr: float,
-                 momentum: float, nesterov: bool, weight_decay: float, muon_weight_decay: float = 0.0,
-                 muon_momentum: float = 0.95):
+                 momentum: float, nesterov: bool, weight_decay: float, muon_weight_decay: float,
+                 muon_momentum: float):
         self._pairs = [(p, p.detach().view(p.shape[0], -1)) for p in matrices]
-        # By default no weight decay on the Muon matrices: each is followed by a norm, so its scale does
-        # not change the function, and Muon's steps have a fixed size whatever that scale is. Decoupled
-        # decay (muon_weight_decay) holds that scale down, so the steps stay large relative to it.
+        # By default (Recipe.muon_weight_decay 0) no weight decay on the Muon matrices: each is followed by
+        # a norm, so its scale does not change the function, and Muon's steps have a fixed size whatever
+        # that scale is. Decoupled decay (muon_weight_decay) holds that scale down, so the steps stay large
+        # relative to it.
         self.muon = torch.optim.Muon([view for _, view in self._pairs], lr=muon_lr,
                                      weight_decay=muon_weight_decay, momentum=muon_momentum,
                                      nesterov=True)
