@@ -71,6 +71,14 @@ def test_same_seed_same_metrics_and_resume_equals_uninterrupted(real_data_dir, t
         train(_quick(tmp_path, "c"), data=data, log=lambda *_: None)
     with pytest.raises(NormlabError, match="different settings .seed"):
         train(_quick(tmp_path, "c", seed=1, resume=True), data=data, log=lambda *_: None)
+    # A run interrupted under an older normlab lacks the recipe fields added since: at their defaults
+    # it still resumes; a new field set away from its default is a different setting.
+    config = json.loads((tmp_path / "c/config.json").read_text())
+    del config["recipe"]["muon_momentum"]
+    (tmp_path / "c/config.json").write_text(json.dumps(config))
+    with pytest.raises(NormlabError, match="different settings .recipe"):
+        train(_quick(tmp_path, "c", resume=True, recipe_overrides={"muon_momentum": 0.9}), data=data,
+              log=lambda *_: None)
     train(_quick(tmp_path, "c", resume=True), data=data, log=lambda *_: None)
     assert _metrics(tmp_path / "c") == _metrics(tmp_path / "a")
     ra = json.loads((tmp_path / "a/results.json").read_text())

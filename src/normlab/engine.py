@@ -326,7 +326,8 @@ def train(cfg: TrainConfig, data: Cifar10 | None = None, log=print) -> dict:
         settings.update(processes=dist.world, sync_bn=cfg.sync_bn)
 
     def prepare():  # only once all input is valid; rank 0 owns the run folder
-        resuming = run.prepare(settings, resume=cfg.resume, overwrite=cfg.overwrite)
+        resuming = run.prepare(settings, resume=cfg.resume, overwrite=cfg.overwrite,
+                               defaults={"recipe": Recipe.field_defaults()})
         return run.load_checkpoint() if resuming else None
 
     state = dist.on_main(prepare)

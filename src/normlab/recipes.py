@@ -4,7 +4,7 @@ A recipe is a plain frozen dataclass; the CLI can override epochs, batch size an
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 
 from .errors import NormlabError
 
@@ -43,6 +43,12 @@ class Recipe:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def field_defaults(cls) -> dict:
+        """Each field's default: what a run saved before that field existed did (fields are added with
+        the default that keeps the old behaviour), so resuming it can fill them in."""
+        return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
 
 
 RECIPES: dict[str, Recipe] = {

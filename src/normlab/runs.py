@@ -86,8 +86,12 @@ class RunDir:
     def metrics(self) -> list[dict]:
         return read_jsonl(self / METRICS)
 
-    def prepare(self, config: dict, *, resume: bool, overwrite: bool) -> bool:
-        """Make the folder ready for training ``config``; return True if resuming from a checkpoint."""
+    def prepare(self, config: dict, *, resume: bool, overwrite: bool, defaults: dict | None = None) -> bool:
+        """Make the folder ready for training ``config``; return True if resuming from a checkpoint.
+
+        ``defaults`` maps a key of ``config`` whose value is a dict (e.g. "recipe") to the values its
+        fields had before they existed: a run saved by an older normlab lacks them, and resuming it
+        with those values is resuming it with the same settings."""
         if self.path.exists() and not self.path.is_dir():
             raise NormlabError(f"{self.path} is a file; pass --out with a folder path")
         if overwrite:
@@ -101,6 +105,9 @@ class RunDir:
                                "to continue it or --overwrite to start over")
         if self.interrupted:
             saved = read_json(self / CONFIG)
+            for key, fill in (defaults or {}).items():
+                if isinstance(saved.get(key), dict):
+                    saved[key] = {**fill, **saved[key]}
             diff = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
             if diff:
                 raise NormlabError(f"{self.path} was started with different settings ({', '.join(diff)}); "
