@@ -94,3 +94,15 @@ def test_gelu_variant_swaps_every_relu_and_nothing_else():
     assert "ReLU" not in kinds(gelu) and kinds(gelu).count("GELU") == kinds(relu).count("ReLU") > 0
     assert [k.replace("GELU", "ReLU") for k in kinds(gelu)] == kinds(relu)
     assert gelu(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("norm", ["bn", "gn", "ln"])
+def test_deeper_narrower_variant(norm):
+    model = build_model("convmixer-fr32-d10", norm)
+    # convmixer-fr32's stem stage (2,368), 1x1 conv 32->60 1,920 + 120, 10 blocks of 60^2 + 13 * 60, head 610
+    assert count_params(model) == 48_818 <= 50_000
+    depthwise = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups == m.in_channels > 1]
+    assert [m.in_channels for m in depthwise] == [32] + [60] * 10
+    if norm == "gn":  # 60 channels: 6 groups of 10, the nearest split to 8 channels per group
+        assert {m.num_groups for m in model.blocks.modules() if isinstance(m, torch.nn.GroupNorm)} == {6}
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
