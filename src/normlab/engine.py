@@ -26,6 +26,7 @@ from .models import build_model, count_params
 from .optim import MuonSGD, pointwise_weights
 from .recipes import Recipe, get_recipe, lr_factor
 from .runs import WEIGHTS, RunDir, atomic_write_bytes, atomic_write_json
+from .whiten import whiten_stem
 
 PARAM_BUDGET = 50_000
 EPOCH_BUDGET = 20
@@ -320,6 +321,8 @@ def train(cfg: TrainConfig, data: Cifar10 | None = None, log=print) -> dict:
         log = _quiet  # rank 0 speaks for everyone
     data = data or dist.main_first(lambda: load_cifar10(cfg.data_dir))
     train_x, train_y, (held_name, held_x, held_y) = split(data, cfg.train_size, cfg.val_size)
+    if recipe.stem_init == "whiten":  # from the training images only (a checkpoint replaces it on resume)
+        whiten_stem(model, train_x)
     run = RunDir(cfg.out or cfg.default_out())
     settings = cfg.run_settings(recipe, device.type, precision)
     if dist.enabled:  # the dropout masks depend on the number of processes

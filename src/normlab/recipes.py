@@ -36,6 +36,9 @@ class Recipe:
     flip: bool = False           # random horizontal flip
     crop_pad: int = 0            # random translation by up to this many pixels (reflect padding)
     cutout: int = 0              # side of a random square filled with the mean colour
+    stem_init: str = "default"   # default (PyTorch's) | whiten: the first conv's filters from the principal
+                                 # directions of the training images' patches, +-, each scaled to unit
+                                 # variance (normlab.whiten; airbench's first-layer init)
     ema_epochs: float = 0.0      # weight averaging: an exponential moving average of the weights (and
                                  # norm statistics) with this time constant in epochs, updated every
                                  # step; evaluated and saved instead of the raw weights. 0: off
@@ -176,6 +179,7 @@ RECIPES["fast-muon"] = replace(
 
 SCHEDULES = ("constant", "linear-decay", "onecycle", "cosine")
 OPTIMIZERS = ("sgd", "adamw", "muon")
+STEM_INITS = ("default", "whiten")
 
 
 def parse_settings(items: list[str] | None) -> dict:
@@ -227,6 +231,8 @@ def get_recipe(name: str, **overrides) -> Recipe:
         raise NormlabError(f"--lr must be positive, got {overrides['lr']}")
     if "schedule" in overrides and overrides["schedule"] not in SCHEDULES:
         raise NormlabError(f"unknown schedule {overrides['schedule']!r}; choose one of {', '.join(SCHEDULES)}")
+    if "stem_init" in overrides and overrides["stem_init"] not in STEM_INITS:
+        raise NormlabError(f"unknown stem_init {overrides['stem_init']!r}; choose one of {', '.join(STEM_INITS)}")
     if "optimizer" in overrides and overrides["optimizer"] not in OPTIMIZERS:
         raise NormlabError(f"unknown optimizer {overrides['optimizer']!r}; choose one of {', '.join(OPTIMIZERS)}")
     for key in ("weight_decay", "label_smoothing", "warmup_epochs", "crop_pad", "cutout", "momentum",
