@@ -321,8 +321,6 @@ def train(cfg: TrainConfig, data: Cifar10 | None = None, log=print) -> dict:
         log = _quiet  # rank 0 speaks for everyone
     data = data or dist.main_first(lambda: load_cifar10(cfg.data_dir))
     train_x, train_y, (held_name, held_x, held_y) = split(data, cfg.train_size, cfg.val_size)
-    if recipe.stem_init == "whiten":  # from the training images only (a checkpoint replaces it on resume)
-        whiten_stem(model, train_x)
     run = RunDir(cfg.out or cfg.default_out())
     settings = cfg.run_settings(recipe, device.type, precision)
     if dist.enabled:  # the dropout masks depend on the number of processes
@@ -334,6 +332,8 @@ def train(cfg: TrainConfig, data: Cifar10 | None = None, log=print) -> dict:
         return run.load_checkpoint() if resuming else None
 
     state = dist.on_main(prepare)
+    if state is None and recipe.stem_init == "whiten":  # a fresh run: from the training images only
+        whiten_stem(model, train_x)
     train_x, train_y = train_x.to(device), train_y.to(device)
     model = model.to(device, memory_format=torch.channels_last)
     steps_per_epoch = math.ceil(len(train_x) / recipe.batch_size)

@@ -229,12 +229,9 @@ def get_recipe(name: str, **overrides) -> Recipe:
             raise NormlabError(f"--{key.replace('_', '-')} must be at least 1, got {overrides[key]}")
     if "lr" in overrides and not overrides["lr"] > 0:
         raise NormlabError(f"--lr must be positive, got {overrides['lr']}")
-    if "schedule" in overrides and overrides["schedule"] not in SCHEDULES:
-        raise NormlabError(f"unknown schedule {overrides['schedule']!r}; choose one of {', '.join(SCHEDULES)}")
-    if "stem_init" in overrides and overrides["stem_init"] not in STEM_INITS:
-        raise NormlabError(f"unknown stem_init {overrides['stem_init']!r}; choose one of {', '.join(STEM_INITS)}")
-    if "optimizer" in overrides and overrides["optimizer"] not in OPTIMIZERS:
-        raise NormlabError(f"unknown optimizer {overrides['optimizer']!r}; choose one of {', '.join(OPTIMIZERS)}")
+    for key, allowed in (("schedule", SCHEDULES), ("stem_init", STEM_INITS), ("optimizer", OPTIMIZERS)):
+        if key in overrides and overrides[key] not in allowed:
+            raise NormlabError(f"unknown {key} {overrides[key]!r}; choose one of {', '.join(allowed)}")
     for key in ("weight_decay", "label_smoothing", "warmup_epochs", "crop_pad", "cutout", "momentum",
                 "ema_epochs", "muon_lr", "muon_weight_decay"):
         if key in overrides and overrides[key] < 0:
