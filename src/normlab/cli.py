@@ -158,7 +158,7 @@ def cmd_report(a) -> None:
 
     out = Path(a.out)
     results = report_runs([Path(r) for r in a.runs], out, a.title)
-    print(f"report of {len(results)} runs: {out / 'report.md'} and {out / 'report.html'}")
+    print(f"report of {len(results)} run{'s' * (len(results) != 1)}: {out / 'report.md'} and {out / 'report.html'}")
 
 
 def cmd_study(a) -> None:
