@@ -5,7 +5,7 @@ it), forward, cross-entropy, backward, SGD (nesterov, weight decay). Candidates 
 round measures every (candidate, norm) pair for a few steps, and the median over rounds is reported, so
 a background job that comes and goes disturbs every candidate alike. Compare numbers within one run.
 
-    python benchmarks/arch_throughput.py [--batch 256] [--steps 3] [--rounds 3] [--norms bn,gn,ln] [--cpu-time]
+    python benchmarks/arch_throughput.py [--batch 256] [--steps 3] [--rounds 3] [--norms bn,gn,ln] [--cpu-time] [--compile]
 """
 from __future__ import annotations
 
@@ -59,6 +59,10 @@ def main() -> None:
     ap.add_argument("--norms", default="bn,gn,ln")
     ap.add_argument("--only", help="comma-separated candidate names (default: all)")
     ap.add_argument("--precision", default="bf16" if cpu_supports_bf16() else "fp32")
+    ap.add_argument("--compile", action="store_true",
+                    help="time each pair under torch.compile (as `normlab train --compile`) instead of "
+                         "eagerly; the warm-up steps compile. Compare with an eager run in its own process: "
+                         "in one process, the eager steps timed after compiled ones ran 0.7x their speed")
     ap.add_argument("--cpu-time", action="store_true",
                     help="one thread, timed by the process's CPU time instead of the wall clock: far less "
                          "disturbed by other jobs on a busy machine; reports images per CPU-second")
@@ -79,14 +83,16 @@ def main() -> None:
             info = (count_params(model), forward_macs(model))
             model = model.train().to(memory_format=torch.channels_last)
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
-            step_time(model, opt, x, y, a.precision, 2)  # warm-up: oneDNN picks its kernels
-            setups[name, norm] = (model, opt, info, [])
+            step = torch.compile(model) if a.compile else model
+            step_time(step, opt, x, y, a.precision, 2)  # warm-up: oneDNN picks its kernels (and compiles)
+            setups[name, norm] = (step, opt, info, [])
     for r in range(a.rounds):
         for key, (model, opt, _, times) in setups.items():
             times.append(step_time(model, opt, x, y, a.precision, a.steps, clock))
         print(f"round {r + 1}/{a.rounds} done", flush=True)
     unit = "img per CPU-second" if a.cpu_time else "img/s"
-    print(f"\nbatch {a.batch}, {a.precision}, {torch.get_num_threads()} threads, {unit}, median of {a.rounds} "
+    print(f"\nbatch {a.batch}, {a.precision}{', compiled' if a.compile else ''}, {torch.get_num_threads()} threads, "
+          f"{unit}, median of {a.rounds} "
           f"rounds x {a.steps} steps\n")
     print(f"| candidate | norm | params | MMAC/img | {unit} |")
     print("|---|---|---:|---:|---:|")
