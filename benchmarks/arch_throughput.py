@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true",
                     help="time each pair under torch.compile (as `normlab train --compile`) instead of "
                          "eagerly; the warm-up steps compile. Compare with an eager run in its own process: "
-                         "in one process, the eager steps timed after compiled ones ran 0.7x their speed")
+                         "in one process, after a cold compile, eager steps ran at 0.7x their speed")
     ap.add_argument("--cpu-time", action="store_true",
                     help="one thread, timed by the process's CPU time instead of the wall clock: far less "
                          "disturbed by other jobs on a busy machine; reports images per CPU-second")
