@@ -54,10 +54,10 @@ def test_missing_data_is_a_one_line_error(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, real_data_dir):
     out = tmp_path_factory.mktemp("cli") / "run"
-    proc = run_cli("train", "--norm", "ln", "--train-size", "512", "--val-size", "200", "--epochs", "1",
+    proc = run_cli("train", "--norm", "ln", "--train-size", "512", "--epochs", "1",
                    "--data-dir", real_data_dir, "--out", out, "--no-progress", "--precision", "fp32")
     assert proc.returncode == 0, proc.stderr
-    assert "img/s" in proc.stdout and "done:" in proc.stdout
+    assert "img/s" in proc.stdout and "done:" in proc.stdout and "%  test " in proc.stdout
     return out
 
 
@@ -96,7 +96,11 @@ def test_compare_writes_report_and_reuses_finished_runs(tmp_path, real_data_dir)
     assert first.returncode == 0, first.stderr
     for name in ["report.md", "report.html", "curves.png", "s8-bn-seed0/results.json", "s8-ln-seed0/results.json"]:
         assert (tmp_path / "cmp" / name).is_file(), name
-    assert "weight_decay=0.001" in (tmp_path / "cmp" / "report.md").read_text()  # the report names --set changes
+    report = (tmp_path / "cmp" / "report.md").read_text()
+    assert "weight_decay=0.001" in report  # the report names --set changes
+    # validation-split runs are judged on their held-out images alone: no test figure anywhere
+    assert "| val acc |" in report and "test" not in report.replace("not on the test set", "")
+    assert "bn seed 0: train" in first.stdout and "%  val " in first.stdout and "%  test" not in first.stdout
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr
     assert "reused 2 finished run(s)" in again.stdout

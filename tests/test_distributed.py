@@ -97,7 +97,7 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(real_data_di
     r2 = json.loads((tmp_path / "two" / "results.json").read_text())
     assert r2.pop("processes") == 2
     assert set(r1) == set(r2)
-    assert r2["test_acc"] == pytest.approx(r1["test_acc"], abs=0.05)
+    assert r2["val_acc"] == pytest.approx(r1["val_acc"], abs=0.05)
 
 
 def test_a_failing_rank_ends_the_job_with_its_message(real_data_dir, tmp_path, launcher):

@@ -36,6 +36,21 @@ def test_short_real_run_beats_chance(real_data_dir, tmp_path):
     assert round(acc, 2) == r["test_acc"]
 
 
+def test_a_validation_split_run_never_touches_the_test_set(real_data_dir, tmp_path):
+    """Choosing settings on a validation split means not looking at the test set at all: a run with
+    --val-size trains and finishes with no test images to look at, and reports on its held-out images."""
+    from dataclasses import replace
+
+    data = replace(load_cifar10(real_data_dir), test_x=None, test_y=None)  # any use of them fails
+    r = train(_quick(tmp_path, "val", epochs=1, train_size=512, val_size=300, recipe="fast"), data=data,
+              log=lambda *_: None)
+    assert not [k for k in r if "test" in k], r
+    assert {"val_acc", "val_loss", "best_val_acc", "per_class_val_acc", "val_acc_flip_tta"} <= set(r)
+    counts = json.loads((tmp_path / "val" / "confusion_matrix.json").read_text())
+    assert counts["split"] == "val" and sum(map(sum, counts["counts"])) == 300
+    assert (tmp_path / "val" / "misclassified.png").is_file()
+
+
 def _quick(tmp_path, name, **kw):
     base = dict(norm="gn", train_size=1024, val_size=500, epochs=3, batch_size=64, out=str(tmp_path / name),
                 progress=False, precision="fp32")
@@ -83,7 +98,7 @@ def test_same_seed_same_metrics_and_resume_equals_uninterrupted(real_data_dir, t
     assert _metrics(tmp_path / "c") == _metrics(tmp_path / "a")
     ra = json.loads((tmp_path / "a/results.json").read_text())
     rc = json.loads((tmp_path / "c/results.json").read_text())
-    assert ra["test_acc"] == rc["test_acc"] and ra["val_acc"] == rc["val_acc"]
+    assert ra["val_acc"] == rc["val_acc"] and ra["per_class_val_acc"] == rc["per_class_val_acc"]
 
     with pytest.raises(NormlabError, match="holds a finished run; pass --overwrite"):
         train(_quick(tmp_path, "c"), data=data, log=lambda *_: None)
@@ -119,16 +134,16 @@ def test_weight_averaged_run_saves_the_average_and_resumes_exactly(real_data_dir
     assert all("val_acc_raw" in row for row in rows)
     assert any(row["val_acc_raw"] != row["val_acc"] for row in rows)
     assert ra["val_acc_raw"] == round(rows[-1]["val_acc_raw"], 2)
-    # The saved weights are the average: they reproduce test_acc; test_acc_raw is the raw weights'.
+    # The saved weights are the average: they reproduce val_acc; val_acc_raw is the raw weights'.
     model = load_model(tmp_path / "a")
-    assert round(engine.evaluate(model, data.test_x, data.test_y, torch.device("cpu"), "fp32")["acc"], 2) \
-        == ra["test_acc"]
-    assert 0 <= ra["test_acc_raw"] <= 100
+    _, _, (_, val_x, val_y) = engine.split(data, 1024, 500)
+    assert round(engine.evaluate(model, val_x, val_y, torch.device("cpu"), "fp32")["acc"], 2) == ra["val_acc"]
+    assert ra["val_acc"] == round(rows[-1]["val_acc"], 2)
     # The average is checkpointed: an interrupted run resumes to the same numbers.
     _interrupt(monkeypatch, _quick(tmp_path, "b", norm="bn", recipe_overrides=ema), data, at_epoch=1)
     rb = train(_quick(tmp_path, "b", norm="bn", recipe_overrides=ema, resume=True), data=data, log=lambda *_: None)
     assert _metrics(tmp_path / "b") == _metrics(tmp_path / "a")
-    assert (rb["test_acc"], rb["test_acc_raw"]) == (ra["test_acc"], ra["test_acc_raw"])
+    assert (rb["val_acc"], rb["val_acc_raw"]) == (ra["val_acc"], ra["val_acc_raw"])
 
 
 def test_budget_guard(tmp_path):
@@ -147,7 +162,17 @@ def test_bf16_and_augmented_recipe_run(real_data_dir, tmp_path):
     r = train(cfg, log=lambda *_: None, data=load_cifar10(real_data_dir))
     assert r["precision"] == "bf16" and r["epochs"] == 1
     # Trained with flips: flip test-time augmentation is recorded, apart from the single-view figure.
-    assert 0 <= r["test_acc_flip_tta"] <= 100 and r["test_acc_flip_tta"] != r["test_acc"]
+    assert 0 <= r["val_acc_flip_tta"] <= 100 and r["val_acc_flip_tta"] != r["val_acc"]
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_without_native_bfloat16_warns(real_data_dir, tmp_path, monkeypatch, capsys, native):
+    monkeypatch.setattr(engine, "cpu_supports_bf16", lambda: native)
+    assert engine.resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")
+    cfg = _quick(tmp_path, "bf", norm="bn", precision="bf16", epochs=1, train_size=64, val_size=64)
+    assert train(cfg, log=lambda *_: None)["precision"] == "bf16"  # warned, not refused
+    err = capsys.readouterr().err
+    assert ("no native bfloat16" in err and "use --precision fp32" in err) != native, err
 
 
 def test_flip_tta_averages_an_image_and_its_mirror():

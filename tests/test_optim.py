@@ -133,3 +133,33 @@ def test_muon_momentum_reaches_muon_and_not_sgd():
 def test_muon_momentum_outside_0_to_1_is_rejected(value):
     with pytest.raises(NormlabError, match="muon_momentum must be at least 0 and below 1"):
         get_recipe("fast", muon_momentum=value)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_muon_scope_convs_takes_every_conv_through_views_of_their_memory(layout):
+    from normlab.optim import conv_weights
+
+    torch.manual_seed(0)
+    model = build_model("convmixer-fr32", "ln").to(memory_format=layout)
+    opt = make_optimizer(model, get_recipe("fast-b128-muon", muon_scope="convs"))
+    convs = conv_weights(model)
+    # stem 3x3 (3 -> 32), 32-wide depthwise, 9 depthwise at width 64, and the 11 pointwise convs
+    assert len(convs) == 22 and sum(p.shape[2:] == (3, 3) for p in convs) == 11
+    assert [v.shape for v in opt.muon.param_groups[0]["params"]][:2] == [(32, 27), (32, 9)]
+    sgd = {id(p) for g in opt.sgd.param_groups for p in g["params"]}
+    assert not sgd & {id(p) for p in convs}
+    assert sgd | {id(p) for p in convs} == {id(p) for p in model.parameters()}
+    before = [p.detach().clone() for p in convs]
+    _step(model, opt)
+    # every conv moved, by a step that is (close to) semi-orthogonal in the matrix the view shows
+    for b, p, view in zip(before, convs, opt.muon.param_groups[0]["params"]):
+        assert view.data_ptr() == p.data_ptr()
+        last = layout == torch.channels_last and p.shape[1] > 1 and p.shape[2] > 1
+        step = (p.detach() - b).permute(0, 2, 3, 1) if last else (p.detach() - b)
+        s = torch.linalg.svdvals(step.reshape(p.shape[0], -1).float())
+        assert s.max() > 0 and s.median() > 0.4 * s.max(), p.shape  # (but for the gradient's null directions)
+
+
+def test_unknown_muon_scope_is_a_clear_error():
+    with pytest.raises(NormlabError, match="unknown muon_scope 'all'; choose one of pointwise, convs"):
+        get_recipe("fast", muon_scope="all")

@@ -13,12 +13,12 @@ from normlab.pretrained import ENV, load_pretrained, pretrained_card, promote
 
 @pytest.fixture(scope="module")
 def promoted(tmp_path_factory, real_data_dir):
-    """A tiny resnet8-ln run (1 epoch, 512 images), installed into a temporary pretrained folder."""
+    """A tiny resnet8-ln run (1 epoch, 512 images, tested), installed into a temporary pretrained folder."""
     from normlab.engine import TrainConfig, train
 
     base = tmp_path_factory.mktemp("pretrained")
     run = base / "run"
-    train(TrainConfig(arch="resnet8", norm="ln", recipe="fast", epochs=1, train_size=512, val_size=200,
+    train(TrainConfig(arch="resnet8", norm="ln", recipe="fast", epochs=1, train_size=512,
                       precision="fp32", data_dir=str(real_data_dir), out=str(run), progress=False),
           log=lambda *_: None)
     folder = base / "pretrained"
@@ -32,10 +32,24 @@ def test_model_card_is_generated_from_run_data(promoted):
     results = json.loads((run / "results.json").read_text())
     card = pretrained_card("ln", folder)
     assert card.startswith("# Pretrained `ln` model: `resnet8`")
-    for fragment in ["49,978", "`fast`", f"{results['test_acc']:.2f}%", "| seed | 0 |", "best validation accuracy",
+    for fragment in ["49,978", "`fast`", f"{results['test_acc']:.2f}%", "| seed | 0 |",
                      "| label_smoothing | 0.1 |", "| schedule | onecycle |", "images/s", "weights sha256",
                      results["torch"], "/ fp32 /"]:
         assert fragment in card, fragment
+
+
+def test_a_validation_split_run_is_not_promoted(promoted, tmp_path):
+    import shutil
+
+    run, folder = promoted
+    val_run = tmp_path / "val-run"
+    shutil.copytree(run, val_run)
+    results = json.loads((run / "results.json").read_text())
+    results = {k: v for k, v in results.items() if not k.startswith(("test_", "per_class_test"))}
+    (val_run / "results.json").write_text(json.dumps({**results, "val_size": 200, "val_acc": 30.0}))
+    with pytest.raises(NormlabError, match="held out a validation split and was never tested"):
+        promote(val_run, tmp_path / "dest")
+    assert not (tmp_path / "dest" / "ln.safetensors").exists()
 
 
 def test_model_card_names_the_changes_from_the_preset(promoted):

@@ -62,6 +62,25 @@ def test_report_shows_raw_weights_beside_a_weight_average(tmp_path):
     assert "val acc" not in rows[0] and "test acc, flip TTA" not in rows[0]
 
 
+def test_a_report_of_validation_split_runs_shows_no_test_figures(tmp_path):
+    # Runs from before validation-split runs stopped evaluating the test set still carry test figures;
+    # a report of them shows the validation split's alone.
+    results = [{**r, "val_size": 5000, "val_acc": 60.0 + r["seed"], "best_val_acc": 61.0, "val_acc_raw": 59.0,
+                "val_acc_flip_tta": 62.0, "test_acc_flip_tta": 57.0, "test_acc_raw": 54.0}
+               for r in _fake_study(tmp_path, norms=("ln",))]
+    for seed in (0, 1):  # their curves are of the validation split
+        metrics = tmp_path / f"s8-ln-seed{seed}" / "metrics.jsonl"
+        metrics.write_text(metrics.read_text().replace('"test_', '"val_'))
+    rows = report.summary_rows(results, "val")
+    assert rows[0]["val acc"] == "60.50 ± 0.71" and rows[0]["val acc, raw weights"] == "59.00 ± 0.00"
+    assert rows[0]["val acc, flip TTA"] == "62.00 ± 0.00"
+    assert not [k for k in rows[0] if "test" in k], rows[0]
+    report.compare_report(tmp_path, results)
+    md = (tmp_path / "report.md").read_text()
+    assert "### s8-ln-seed0: val 60.00%" in md and "judged on it, not on the test set" in md
+    assert "test acc" not in md and "test 5" not in md
+
+
 def test_report_of_runs_from_different_folders_and_settings(tmp_path):
     # Runs of two studies at different peak learning rates: lr becomes a column, links lead to each folder.
     for study, norm, lr in (("a", "bn", 0.2), ("b", "gn", 0.1)):

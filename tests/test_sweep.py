@@ -68,7 +68,9 @@ def test_local_sweep_writes_run_folders_and_reuses_finished_runs(real_data_dir, 
     assert [(r["norm"], r["seed"]) for r in results] == [("gn", 0), ("ln", 0)]
     for name in ("s8-gn-reference-bs50-lr0.01-seed0", "s8-ln-reference-bs50-lr0.01-seed0"):
         assert {p.name for p in (tmp_path / name).iterdir()} == RUN_FILES
-    assert "| [s8-gn-reference-bs50-lr0.01-seed0]" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "| [s8-gn-reference-bs50-lr0.01-seed0]" in report
+    assert "| val acc | best val acc |" in report and "test" not in report  # validation-split runs
     assert set(json.loads((tmp_path / "sweep.json").read_text())["runs"]) == {
         "s8-gn-reference-bs50-lr0.01-seed0", "s8-ln-reference-bs50-lr0.01-seed0"}
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from . import __version__, distributed
 from .errors import NormlabError
+from .metrics import headline, held_out
 from .models import ARCHS
 from .norms import USER_NORMS
 from .recipes import RECIPES, parse_settings
@@ -127,7 +128,7 @@ def cmd_train(a) -> None:
     r = train(cfg)
     if not distributed.from_env().is_main:
         return  # under torchrun, rank 0 reports
-    print(f"done: train {r['train_acc']:.2f}%  test {r['test_acc']:.2f}%  in {r['seconds']:.0f} s "
+    print(f"done: train {r['train_acc']:.2f}%  {headline(r)}  in {r['seconds']:.0f} s "
           f"({r['images_per_second']:,.0f} img/s) -> {cfg.out or cfg.default_out()}")
 
 
@@ -150,7 +151,7 @@ def cmd_compare(a) -> None:
                        progress=not a.no_progress, compile=a.compile)
     results = compare(base, norms, seeds, out, report_only=a.report_only)
     for r in results:
-        print(f"{r['norm']} seed {r['seed']}: train {r['train_acc']:.2f}%  test {r['test_acc']:.2f}%  {r['seconds']:.0f} s")
+        print(f"{r['norm']} seed {r['seed']}: train {r['train_acc']:.2f}%  {headline(r)}  {r['seconds']:.0f} s")
 
 
 def cmd_report(a) -> None:
@@ -176,7 +177,7 @@ def cmd_study(a) -> None:
                        data_dir=a.data_dir, budget=not a.no_budget, overwrite=a.overwrite,
                        progress=not a.no_progress, compile=a.compile)
     for r in batch_size_study(base, norms, sizes, out):
-        print(f"{r['norm']} batch {r['batch_size']}: test {r['test_acc']:.2f}%  {r['seconds']:.0f} s")
+        print(f"{r['norm']} batch {r['batch_size']}: {headline(r)}  {r['seconds']:.0f} s")
 
 
 def cmd_sweep(a) -> None:
@@ -191,8 +192,9 @@ def cmd_sweep(a) -> None:
                        progress=not a.no_progress, compile=a.compile)
     results = sweep(base, grid, Path(a.out or "runs/sweep"), backend=a.backend, address=a.address,
                     cpus_per_task=a.cpus_per_task, gpus_per_task=a.gpus_per_task)
-    print(f"done: {len(results)} runs, test accuracy {min(r['test_acc'] for r in results):.2f}% to "
-          f"{max(r['test_acc'] for r in results):.2f}%")
+    held = held_out(results[0])
+    print(f"done: {len(results)} runs, {held} accuracy {min(r[f'{held}_acc'] for r in results):.2f}% to "
+          f"{max(r[f'{held}_acc'] for r in results):.2f}%")
 
 
 def cmd_evaluate(a) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from .data import Cifar10, load_cifar10
 from .errors import NormlabError
 from .metrics import accuracy, confusion_matrix, per_class_accuracy
 from .models import build_model, count_params
-from .optim import MuonSGD, pointwise_weights
+from .optim import MuonSGD, muon_weights, pointwise_weights
 from .recipes import Recipe, get_recipe, lr_factor
 from .runs import WEIGHTS, RunDir, atomic_write_bytes, atomic_write_json
 from .whiten import whiten_stem
@@ -105,6 +106,12 @@ def cpu_supports_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+# Measured on a 2-core AMD EPYC (AVX2, no AVX512-BF16): a bf16 convmixer-fr32-LN step ran at 17 images/s
+# against 220 in float32 (docs/benchmarks.md). Warned, not refused: a run may want bf16's rounding.
+EMULATED_BF16 = ("normlab: warning: this CPU has no native bfloat16 kernels (AVX512-BF16 or AMX), so bf16 is "
+                 "emulated and over 10x slower than float32 here; use --precision fp32 (or auto, which picks it)")
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
@@ -215,8 +222,8 @@ def check_budget(params: int, epochs: int, arch: str, norm: str) -> None:
 
 
 def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    matrices = pointwise_weights(model) if recipe.optimizer == "muon" else []  # Muon's share, if any
-    if recipe.optimizer == "muon" and not matrices:
+    matrices = muon_weights(model, recipe.muon_scope) if recipe.optimizer == "muon" else []  # Muon's share
+    if recipe.optimizer == "muon" and not pointwise_weights(model):
         raise NormlabError("optimizer=muon needs 1x1 convs to optimize (the convmixer architectures have "
                            "them); pick another optimizer for this architecture")
     taken = {id(p) for p in matrices}
@@ -311,6 +318,8 @@ def train(cfg: TrainConfig, data: Cifar10 | None = None, log=print) -> dict:
     dist.check_batch(recipe.batch_size)
     device = dist.device(resolve_device(cfg.device))
     precision = resolve_precision(cfg.precision, device)
+    if precision == "bf16" and device.type == "cpu" and not cpu_supports_bf16() and dist.is_main:
+        print(EMULATED_BF16, file=sys.stderr)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, cfg.norm)
     params = count_params(model)
@@ -387,8 +396,8 @@ def train(cfg: TrainConfig, data: Cifar10 | None = None, log=print) -> dict:
             + (f"(raw weights {row[f'{held_name}_acc_raw']:.2f}%)  " if average is not None else "")
             + f"{row['images_per_second']:,.0f} img/s  {row['seconds']:.1f} s")
 
-    return dist.on_main(lambda: finish(run, model, cfg, recipe, params, data, device, precision, held_name,
-                                       average))
+    return dist.on_main(lambda: finish(run, model, cfg, recipe, params, data, device, precision,
+                                       (held_name, held_x, held_y), average))
 
 
 def _quiet(*args, **kwargs) -> None:
@@ -396,27 +405,33 @@ def _quiet(*args, **kwargs) -> None:
 
 
 def finish(run: RunDir, model, cfg: TrainConfig, recipe: Recipe, params: int, data: Cifar10,
-           device: torch.device, precision: str, held_name: str, average: WeightAverage | None = None) -> dict:
-    """Evaluate the final model on the test set, write weights, plots and (last) results.json. With weight
-    averaging the final model is the average; the raw weights' test accuracy is recorded beside it."""
+           device: torch.device, precision: str, held: tuple, average: WeightAverage | None = None) -> dict:
+    """Evaluate the final model on the held-out split, write weights, plots and (last) results.json. With
+    weight averaging the final model is the average; the raw weights' accuracy is recorded beside it.
+
+    ``held`` is ``(name, images, labels)`` from :func:`split`. A run that holds out a validation split is
+    for choosing settings, so it is judged on that split alone: it never evaluates the test set, and its
+    results, gallery and confusion matrix are the validation images' ("val_acc", "per_class_val_acc", ...).
+    Only a run on all the training images reports the test set ("test_acc", ...)."""
     from . import report  # matplotlib is slow to import: only when a run finishes
 
+    name, images, labels = held
     raw = model
     if average is not None:
         model = average.model
     rows = run.metrics()
-    # The final test figure is always computed in float32, as `normlab evaluate` and users deploying the
+    # The final figure is always computed in float32, as `normlab evaluate` and users deploying the
     # weights compute it, so a re-evaluation of the saved weights gives exactly the recorded number.
-    test = evaluate(model, data.test_x, data.test_y, device, "fp32", flip_tta=recipe.flip)
-    cm = confusion_matrix(data.test_y, test["pred"])
-    best = max(rows, key=lambda r: r[f"{held_name}_acc"])
+    final = evaluate(model, images, labels, device, "fp32", flip_tta=recipe.flip)
+    cm = confusion_matrix(labels, final["pred"])
+    best = max(rows, key=lambda r: r[f"{name}_acc"])
     train_seconds = sum(r["train_seconds"] for r in rows)
     results = {
         "arch": cfg.arch, "norm": cfg.norm, "recipe": recipe.name, "params": params, "epochs": recipe.epochs,
-        "seed": cfg.seed, "train_acc": round(rows[-1]["train_acc"], 2), "test_acc": round(test["acc"], 2),
-        "test_loss": round(test["loss"], 4),
-        f"best_{held_name}_acc": round(best[f"{held_name}_acc"], 2), "best_epoch": best["epoch"],
-        "per_class_test_acc": dict(zip(data.classes, per_class_accuracy(cm))),
+        "seed": cfg.seed, "train_acc": round(rows[-1]["train_acc"], 2), f"{name}_acc": round(final["acc"], 2),
+        f"{name}_loss": round(final["loss"], 4),
+        f"best_{name}_acc": round(best[f"{name}_acc"], 2), "best_epoch": best["epoch"],
+        f"per_class_{name}_acc": dict(zip(data.classes, per_class_accuracy(cm))),
         "seconds": round(sum(r["seconds"] for r in rows), 1),
         "images_per_second": round(sum(r["images_per_second"] * r["train_seconds"] for r in rows)
                                    / train_seconds, 1),
@@ -427,16 +442,13 @@ def finish(run: RunDir, model, cfg: TrainConfig, recipe: Recipe, params: int, da
     if torch.distributed.is_initialized():
         results["processes"] = torch.distributed.get_world_size()
     if recipe.flip:  # trained on mirror images: flip test-time augmentation, never the headline figure
-        results["test_acc_flip_tta"] = round(test["acc_flip_tta"], 2)
-    if held_name == "val":
-        results["val_acc"] = round(rows[-1]["val_acc"], 2)
+        results[f"{name}_acc_flip_tta"] = round(final["acc_flip_tta"], 2)
     if average is not None:
-        results["test_acc_raw"] = round(evaluate(raw, data.test_x, data.test_y, device, "fp32")["acc"], 2)
-        if held_name == "val":
-            results["val_acc_raw"] = round(rows[-1]["val_acc_raw"], 2)
+        results[f"{name}_acc_raw"] = round(evaluate(raw, images, labels, device, "fp32")["acc"], 2)
     save_weights(model, run / WEIGHTS, cfg.arch, cfg.norm)
-    report.run_plots(run.path, rows, held_name, data, test["pred"], cm)
-    atomic_write_json(run / "confusion_matrix.json", {"classes": list(data.classes), "counts": cm.tolist()})
+    report.run_plots(run.path, rows, name, images, labels, data.classes, final["pred"], cm)
+    atomic_write_json(run / "confusion_matrix.json", {"classes": list(data.classes), "split": name,
+                                                      "counts": cm.tolist()})
     atomic_write_json(run / "results.json", results)
     (run / "checkpoint.pt").unlink(missing_ok=True)
     return results

@@ -18,3 +18,16 @@ def per_class_accuracy(cm: torch.Tensor) -> list[float]:
 
 def accuracy(cm: torch.Tensor) -> float:
     return 100.0 * float(cm.diag().sum()) / max(1, int(cm.sum()))
+
+
+def held_out(results: dict) -> str:
+    """The split a finished run is judged on: "val" for a run that held out a validation split (such a
+    run is for choosing settings and never evaluates the test set), "test" for a run on all the training
+    images. Its headline accuracy is ``results[f"{held_out(results)}_acc"]``."""
+    return "val" if results.get("val_size") else "test"
+
+
+def headline(results: dict) -> str:
+    """A finished run's headline figure as text: e.g. "test 87.98%", or "val 88.18%"."""
+    held = held_out(results)
+    return f"{held} {results[f'{held}_acc']:.2f}%"

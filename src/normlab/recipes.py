@@ -25,6 +25,9 @@ class Recipe:
                                  # the step relative to the weights as training goes on
     muon_momentum: float = 0.95  # optimizer=muon: Muon's momentum (Nesterov), its authors' default; the
                                  # other parameters keep `momentum`
+    muon_scope: str = "pointwise"  # optimizer=muon: which weights Muon trains. pointwise: the dense 1x1
+                                 # convs (Muon's hidden matrices); convs: every conv weight, the depthwise
+                                 # 3x3 and the full-resolution stem too (each followed by a norm)
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.0
@@ -180,6 +183,7 @@ RECIPES["fast-muon"] = replace(
 SCHEDULES = ("constant", "linear-decay", "onecycle", "cosine")
 OPTIMIZERS = ("sgd", "adamw", "muon")
 STEM_INITS = ("default", "whiten")
+MUON_SCOPES = ("pointwise", "convs")
 
 
 def parse_settings(items: list[str] | None) -> dict:
@@ -229,7 +233,8 @@ def get_recipe(name: str, **overrides) -> Recipe:
             raise NormlabError(f"--{key.replace('_', '-')} must be at least 1, got {overrides[key]}")
     if "lr" in overrides and not overrides["lr"] > 0:
         raise NormlabError(f"--lr must be positive, got {overrides['lr']}")
-    for key, allowed in (("schedule", SCHEDULES), ("stem_init", STEM_INITS), ("optimizer", OPTIMIZERS)):
+    for key, allowed in (("schedule", SCHEDULES), ("stem_init", STEM_INITS), ("optimizer", OPTIMIZERS),
+                         ("muon_scope", MUON_SCOPES)):
         if key in overrides and overrides[key] not in allowed:
             raise NormlabError(f"unknown {key} {overrides[key]!r}; choose one of {', '.join(allowed)}")
     for key in ("weight_decay", "label_smoothing", "warmup_epochs", "crop_pad", "cutout", "momentum",

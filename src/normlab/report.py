@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from .metrics import headline, held_out  # noqa: E402
 from .runs import save_figure  # noqa: E402
 
 
@@ -38,7 +39,7 @@ def plot_curves(rows: list[dict], held: str, path: Path, title: str = "") -> Non
 
 def plot_misclassified(images: torch.Tensor, true: torch.Tensor, pred: torch.Tensor, classes, path: Path,
                        count: int = 20, title: str = "") -> None:
-    """A grid of the first ``count`` misclassified test images, in their real colours."""
+    """A grid of the first ``count`` misclassified held-out images, in their real colours."""
     wrong = (true != pred).nonzero().flatten()[:count]
     cols = 5
     rows = max(1, -(-len(wrong) // cols))
@@ -73,10 +74,12 @@ def plot_confusion(cm: torch.Tensor, classes, path: Path, title: str = "Confusio
     plt.close(fig)
 
 
-def run_plots(folder: Path, rows, held, data, pred, cm) -> None:
+def run_plots(folder: Path, rows, held: str, images, labels, classes, pred, cm) -> None:
+    """A finished run's figures: its curves, and the gallery and confusion matrix of its final model on
+    the held-out split ``held`` ("test", or "val" for a run that held out a validation split)."""
     plot_curves(rows, held, folder / "curves.png")
-    plot_misclassified(data.test_x, data.test_y, pred, data.classes, folder / "misclassified.png")
-    plot_confusion(cm, data.classes, folder / "confusion.png")
+    plot_misclassified(images, labels, pred, classes, folder / "misclassified.png")
+    plot_confusion(cm, classes, folder / "confusion.png", title=f"Confusion matrix ({held})")
 
 
 def _fmt(values: list[float], digits: int = 2) -> str:
@@ -152,21 +155,23 @@ def plot_overlaid_curves(folders: list[Path], results: list[dict], held: str, pa
 
 
 # Columns shown when some run has the figure ("-" for the runs without it): flip TTA for runs trained with
-# flips, the final validation accuracy for validation-split runs, the raw weights' for weight-averaged runs.
-OPTIONAL_COLUMNS = (("test acc, flip TTA", "test_acc_flip_tta"), ("test acc, raw weights", "test_acc_raw"),
-                    ("val acc", "val_acc"), ("val acc, raw weights", "val_acc_raw"))
+# flips, the raw weights' for weight-averaged runs; of the held-out split, "test" or "val".
+OPTIONAL_COLUMNS = (("{held} acc, flip TTA", "{held}_acc_flip_tta"), ("{held} acc, raw weights", "{held}_acc_raw"))
 
 
 def summary_rows(results: list[dict], held: str) -> list[dict]:
+    """One row per group of runs (mean ± std over seeds). Only ``held``'s figures are shown: a report of
+    validation-split runs shows no test figures, even for runs from before they stopped recording them."""
     varying = _varying(results)
-    optional = [(label, key) for label, key in OPTIONAL_COLUMNS if any(key in r for r in results)]
+    optional = [(label.format(held=held), key.format(held=held)) for label, key in OPTIONAL_COLUMNS]
+    optional = [(label, key) for label, key in optional if any(key in r for r in results)]
     rows = []
     for (norm, *values), rs in _groups(results, varying).items():
         settings = {SETTINGS[k]: f"{v:g}" if isinstance(v, float) else str(v) for k, v in zip(varying, values)}
         rows.append({
             **({"arch": settings.pop("arch")} if "arch" in settings else {}), "norm": norm, **settings,
             "runs": len(rs), "params": f"{rs[0]['params']:,}",
-            "train acc": _fmt([r["train_acc"] for r in rs]), "test acc": _fmt([r["test_acc"] for r in rs]),
+            "train acc": _fmt([r["train_acc"] for r in rs]), f"{held} acc": _fmt([r[f"{held}_acc"] for r in rs]),
             **{label: _fmt([r[key] for r in rs]) if all(key in r for r in rs) else "-" for label, key in optional},
             f"best {held} acc (epoch)": ", ".join(f"{r[f'best_{held}_acc']:.2f} ({r['best_epoch']})" for r in rs),
             "time (s)": _fmt([r["seconds"] for r in rs], 0),
@@ -199,7 +204,10 @@ def _intro(results: list[dict], held: str) -> str:
     head = ", ".join(shared)
     return (f"{head[0].upper()}{head[1:]}. Accuracies in percent at the final epoch"
             f"{' (mean ± sample std over seeds)' if len(seeds) > 1 else ''}; the best epoch's {held} accuracy "
-            f"beside them. Test accuracy is computed in float32 from the saved weights.")
+            f"beside them. "
+            + ("Val accuracy is the final model's on the held-out images: these runs held out a validation "
+               "split, and they are judged on it, not on the test set." if held == "val" else
+               "Test accuracy is computed in float32 from the saved weights."))
 
 
 def default_title(results: list[dict]) -> str:
@@ -222,7 +230,7 @@ def compare_report(out: Path, results: list[dict], title: str | None = None, not
 
     folders = [Path(f) for f in folders] if folders else [out / run_name(r) for r in results]
     names = [Path(os.path.relpath(f, out)).as_posix() for f in folders]  # links from the report's folder
-    held = "val" if any(r.get("val_size") for r in results) else "test"
+    held = held_out(results[0])  # the same for every run (study.report_runs refuses a mix)
     title = title or default_title(results)
     intro = _intro(results, held)
     rows = summary_rows(results, held)
@@ -230,7 +238,7 @@ def compare_report(out: Path, results: list[dict], title: str | None = None, not
     md = [f"# {title}", "", intro, ""] + _md_table(rows) + [""] + (notes or []) + [
         "", "## Training curves", "", "![curves](curves.png)", "", "## Per run", ""]
     for r, name in zip(results, names):
-        md += [f"### {name}: test {r['test_acc']:.2f}%", "",
+        md += [f"### {name}: {headline(r)}", "",
                f"![misclassified]({name}/misclassified.png) ![confusion]({name}/confusion.png)", ""]
     atomic_write_text(out / "report.md", "\n".join(md) + "\n")
     atomic_write_text(out / "report.html", render_html(out, title, intro, rows, results, notes or [], names))
@@ -259,7 +267,7 @@ def run_cards_html(out: Path, results: list[dict], names: list[str]) -> str:
 
     cards = []
     for r, name in zip(results, names):
-        cards.append(f'<div class="card"><h3>{escape(name)}: test {r["test_acc"]:.2f}%</h3>'
+        cards.append(f'<div class="card"><h3>{escape(name)}: {headline(r)}</h3>'
                      f'{_img(out / name / "curves.png", name + " curves")}'
                      f'{_img(out / name / "misclassified.png", name + " misclassified")}'
                      f'{_img(out / name / "confusion.png", name + " confusion matrix")}</div>')
@@ -269,7 +277,7 @@ def run_cards_html(out: Path, results: list[dict], names: list[str]) -> str:
 def run_cards_md(results: list[dict], names: list[str]) -> list[str]:
     md = []
     for r, name in zip(results, names):
-        md += [f"### {name}: test {r['test_acc']:.2f}%", "",
+        md += [f"### {name}: {headline(r)}", "",
                f"![curves]({name}/curves.png) ![misclassified]({name}/misclassified.png) "
                f"![confusion]({name}/confusion.png)", ""]
     return md
@@ -321,7 +329,8 @@ def plot_batch_curves(out: Path, results: list[dict], path: Path) -> None:
 
 
 def batch_size_report(out: Path, results: list[dict], base_lr: float) -> None:
-    """Test accuracy against batch size, one line per norm, with a table, as markdown and HTML."""
+    """Held-out accuracy (test, or val where the runs held out a validation split) against batch size, one
+    line per norm, with a table, as markdown and HTML."""
     from html import escape
 
     from .runs import atomic_write_text
@@ -329,17 +338,18 @@ def batch_size_report(out: Path, results: list[dict], base_lr: float) -> None:
     norms = list(dict.fromkeys(r["norm"] for r in results))
     sizes = sorted({r["batch_size"] for r in results})
     acc = {(r["norm"], r["batch_size"]): r for r in results}
+    held = held_out(results[0])
     fig, ax = plt.subplots(figsize=(7.5, 4.8), constrained_layout=True)
     for norm in norms:
         xs = [b for b in sizes if (norm, b) in acc]
-        ax.plot(xs, [acc[norm, b]["test_acc"] for b in xs], marker="o", label=norm)
+        ax.plot(xs, [acc[norm, b][f"{held}_acc"] for b in xs], marker="o", label=norm)
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [str(b) for b in sizes])
     ax.set_xlabel("batch size (learning rate scaled linearly)")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(f"{held} accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title("Test accuracy against batch size")
+    ax.set_title(f"{held.capitalize()} accuracy against batch size")
     save_figure(fig, out / "batch_size.png", dpi=100)
     plt.close(fig)
 
@@ -350,8 +360,8 @@ def batch_size_report(out: Path, results: list[dict], base_lr: float) -> None:
              f"{subset}, seed {first['seed']}, {first['precision']} on {first['device']}. Learning rate = "
              f"{base_lr:g} x batch / {128} (linear scaling). BN is evaluated with its running statistics, as deployed. "
              f"All {len(results)} runs took {total / 60:.0f} minutes here.")
-    head = ["batch"] + [f"{n} test acc" for n in norms] + ["lr"]
-    rows = [[str(b)] + [f"{acc[n, b]['test_acc']:.2f}" if (n, b) in acc else "" for n in norms]
+    head = ["batch"] + [f"{n} {held} acc" for n in norms] + ["lr"]
+    rows = [[str(b)] + [f"{acc[n, b][f'{held}_acc']:.2f}" if (n, b) in acc else "" for n in norms]
             + [f"{base_lr * b / 128:.6g}"] for b in sizes]
     plot_batch_curves(out, results, out / "curves.png")
     md = ([f"# Batch-size study", "", intro, "", "![batch size](batch_size.png)", "",
@@ -363,7 +373,7 @@ def batch_size_report(out: Path, results: list[dict], base_lr: float) -> None:
              + "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows) + "</tbody></table>")
     html = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Batch-size study</title>"
             f"<style>{_CSS}</style></head><body><h1>Batch-size study</h1><p>{escape(intro)}</p>"
-            f"{_img(out / 'batch_size.png', 'test accuracy against batch size')}{table}"
+            f"{_img(out / 'batch_size.png', f'{held} accuracy against batch size')}{table}"
             f"<h2>Held-out accuracy per epoch</h2>{_img(out / 'curves.png', 'accuracy per epoch')}"
             f"<h2>Per run</h2>{run_cards_html(out, results, [batch_run_name(r) for r in results])}</body></html>\n")
     atomic_write_text(out / "report.html", html)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .engine import TrainConfig, train
 from .errors import NormlabError
+from .metrics import headline, held_out
 from .runs import atomic_write_json, atomic_write_text
 from .study import check_norms, mean_std, parse_list, reuse_finished, run_all
 
@@ -141,7 +142,7 @@ def run_on_ray(configs: list[TrainConfig], overwrite: bool, address: str | None,
                 cause = exc.cause if isinstance(exc.cause, NormlabError) else exc
                 raise NormlabError(f"{Path(configs[i].out).name}: {str(cause).strip().splitlines()[-1]}") from None
             r = results[i]
-            log(f"finished {Path(configs[i].out).name}: test {r['test_acc']:.2f}% in {r['seconds']:.0f} s "
+            log(f"finished {Path(configs[i].out).name}: {headline(r)} in {r['seconds']:.0f} s "
                 f"({len(configs) - len(pending)}/{len(configs)})")
         return results
     finally:
@@ -153,22 +154,22 @@ def run_on_ray(configs: list[TrainConfig], overwrite: bool, address: str | None,
 def sweep_report(out: Path, grid: dict[str, list], configs: list[TrainConfig], results: list[dict]) -> None:
     """``report.md``: one row per run, then the mean ± std over seeds of each other combination;
     ``sweep.json``: the grid and every run's results."""
-    held = "val" if any(r.get("val_size") for r in results) else "test"
+    held = held_out(results[0])  # every run of a sweep shares --val-size
     names = [Path(c.out).name for c in configs]
     keys = ["arch", "norm", "recipe", "batch_size", "lr", "seed"]
     md = [f"# Sweep: {len(results)} runs", "",
           "Grid: " + ", ".join(f"{k} = {', '.join(map(str, v))}" for k, v in grid.items()) + ". Accuracies in "
           f"percent at the final epoch; best {held} accuracy (epoch) beside them.", "",
-          "| run | " + " | ".join(keys) + f" | train acc | test acc | best {held} acc | time (s) |",
+          "| run | " + " | ".join(keys) + f" | train acc | {held} acc | best {held} acc | time (s) |",
           "|---|---|---|---|" + "---:|" * (len(keys) + 1)]  # text columns left, numbers right
     for name, r in zip(names, results):
         md.append(f"| [{name}]({name}/) | " + " | ".join(str(r[k]) for k in keys) + f" | {r['train_acc']:.2f} | "
-                  f"{r['test_acc']:.2f} | {r[f'best_{held}_acc']:.2f} ({r['best_epoch']}) | {r['seconds']:.0f} |")
+                  f"{r[f'{held}_acc']:.2f} | {r[f'best_{held}_acc']:.2f} ({r['best_epoch']}) | {r['seconds']:.0f} |")
     groups: dict[tuple, list[float]] = {}
     for r in results:
-        groups.setdefault(tuple(r[k] for k in keys[:-1]), []).append(r["test_acc"])
+        groups.setdefault(tuple(r[k] for k in keys[:-1]), []).append(r[f"{held}_acc"])
     if any(len(v) > 1 for v in groups.values()):
-        md += ["", "## Over seeds", "", "| " + " | ".join(keys[:-1]) + " | seeds | test acc (mean ± std) |",
+        md += ["", "## Over seeds", "", "| " + " | ".join(keys[:-1]) + f" | seeds | {held} acc (mean ± std) |",
                "|---|---|---|" + "---:|" * (len(keys) - 2)]
         for group, accs in groups.items():
             m, sd = mean_std(accs)
