@@ -130,7 +130,7 @@ def promote(run: str | os.PathLike, folder: str | os.PathLike | None = None) -> 
     results, config = read_json(run / RESULTS), read_json(run / CONFIG)
     norm = results.get("norm")
     _check_norm(norm)
-    if "test_acc" not in results:
+    if results.get("val_size") or "test_acc" not in results:
         raise NormlabError(f"{run}: this run held out a validation split and was never tested; a pretrained "
                            "default is trained on all 50,000 images (train it without --val-size)")
     if results["params"] > PARAM_BUDGET or results["epochs"] > EPOCH_BUDGET:
