@@ -62,10 +62,13 @@ class MuonSGD:
     def __init__(self, matrices: list[torch.Tensor], sgd_params: list, *, lr: float, muon_lr: float,
                  momentum: float, nesterov: bool, weight_decay: float, muon_weight_decay: float,
                  muon_momentum: float):
-        self._pairs = [(p, as_matrix(p.detach(), _stored_last(p)), _stored_last(p)) for p in matrices]
-        for param, view, _ in self._pairs:
+        self._pairs = []  # (weight, its 2-d view, whether the view is channels_last's column order)
+        for param in matrices:
+            last = _stored_last(param)
+            view = as_matrix(param.detach(), last)
             if view.data_ptr() != param.data_ptr() or not view.is_contiguous():
                 raise ValueError(f"a Muon weight of shape {tuple(param.shape)} has no 2-d view of its memory")
+            self._pairs.append((param, view, last))
         # By default (Recipe.muon_weight_decay 0) no weight decay on the Muon matrices: each is followed by
         # a norm, so its scale does not change the function, and Muon's steps have a fixed size whatever
         # that scale is. Decoupled decay (muon_weight_decay) holds that scale down, so the steps stay large

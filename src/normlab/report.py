@@ -314,7 +314,7 @@ def plot_batch_curves(out: Path, results: list[dict], path: Path) -> None:
     for ax, norm in zip(axes[0], norms):
         for r in sorted((r for r in results if r["norm"] == norm), key=lambda r: r["batch_size"]):
             rows = read_jsonl(out / batch_run_name(r) / "metrics.jsonl")
-            held = "val" if rows and "val_acc" in rows[0] else "test"
+            held = held_out(r)
             colour = cmap(sizes.index(r["batch_size"]) / max(1, len(sizes) - 1))
             ax.plot([x["epoch"] for x in rows], [x[f"{held}_acc"] for x in rows], color=colour,
                     label=f"batch {r['batch_size']}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .engine import TrainConfig, train
 from .errors import NormlabError
+from .metrics import held_out
 from .norms import USER_NORMS
 from .runs import RunDir
 
@@ -90,7 +91,7 @@ def report_runs(folders: list[Path], out: Path, title: str | None = None) -> lis
         results.append({**r, "recipe": _recipe_label(run, r.get("recipe"))})
     if len({Path(f).resolve() for f in folders}) < len(folders):
         raise NormlabError("a run folder is named twice; name each once")
-    if len({bool(r.get("val_size")) for r in results}) > 1:
+    if len({held_out(r) for r in results}) > 1:
         raise NormlabError("some of these runs held out a validation split and others did not; their "
                            "per-epoch figures differ, so report them separately")
     out.mkdir(parents=True, exist_ok=True)
