@@ -78,6 +78,13 @@ def test_evaluate_matches_results(tiny_run, real_data_dir):
     assert len(out["confusion_matrix"]) == 10 and sum(map(sum, out["confusion_matrix"])) == 10_000
 
 
+def test_evaluate_split_val_needs_a_validation_split_run(tiny_run, tmp_path):
+    _one_line_error(run_cli("evaluate", tiny_run, "--split", "val"), "no --val-size", "--split test")
+    _one_line_error(run_cli("evaluate", "--pretrained", "bn", "--split", "val"), "no validation split")
+    (tmp_path / "w.safetensors").write_bytes((tiny_run / "model.safetensors").read_bytes())
+    _one_line_error(run_cli("evaluate", tmp_path / "w.safetensors", "--split", "val"), "no config.json")
+
+
 def test_predict_any_size_image_and_refuse_non_images(tiny_run, tmp_path):
     Image.new("RGB", (100, 60), (200, 30, 30)).save(tmp_path / "red.png")
     proc = run_cli("predict", tiny_run, tmp_path / "red.png", "--top", "2")
@@ -101,6 +108,12 @@ def test_compare_writes_report_and_reuses_finished_runs(tmp_path, real_data_dir)
     # validation-split runs are judged on their held-out images alone: no test figure anywhere
     assert "| val acc |" in report and "test" not in report.replace("not on the test set", "")
     assert "bn seed 0: train" in first.stdout and "%  val " in first.stdout and "%  test" not in first.stdout
+    # evaluate --split val re-checks a validation-split run on the same held-out images
+    val = run_cli("evaluate", tmp_path / "cmp" / "s8-bn-seed0", "--split", "val", "--json", "--data-dir", real_data_dir)
+    assert val.returncode == 0, val.stderr
+    out = json.loads(val.stdout)
+    assert out["val_acc"] == json.loads((tmp_path / "cmp" / "s8-bn-seed0" / "results.json").read_text())["val_acc"]
+    assert sum(map(sum, out["confusion_matrix"])) == 100 and "test_acc" not in out
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr
     assert "reused 2 finished run(s)" in again.stdout

@@ -28,7 +28,8 @@ def _add_train_options(p: argparse.ArgumentParser, single: bool, out_default: st
                         "--set weight_decay=5e-4 (repeatable; fields: see normlab/recipes.py)")
     p.add_argument("--train-size", type=int, help="train on the first N training images only")
     p.add_argument("--val-size", type=int, default=0,
-                   help="hold out N training images and evaluate on them each epoch (test set only at the end)")
+                   help="hold out N training images and evaluate on them each epoch; such a run never touches "
+                        "the test set (tune here, then train on all 50,000 and test once)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     p.add_argument("--precision", default="auto",
                    help="fp32, bf16, or auto: bf16 where the hardware has it, else fp32 (default: auto)")
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
     p.add_argument("--flip-tta", action="store_true",
                    help="also report accuracy with flip test-time augmentation (apart from the single-view figure)")
+    p.add_argument("--split", choices=["test", "val"], default="test",
+                   help="test: the 10,000 test images (default); val: the held-out training images a "
+                        "--val-size run was judged on (read from its config.json)")
 
     p = sub.add_parser("predict", help="classify image files with a trained model",
                        usage="normlab predict [-h] [--top TOP] (PATH | --pretrained NORM) IMAGE [IMAGE ...]")
@@ -199,27 +203,36 @@ def cmd_sweep(a) -> None:
 
 def cmd_evaluate(a) -> None:
     from .data import load_cifar10
-    from .engine import evaluate, resolve_device
+    from .engine import evaluate, resolve_device, run_val_size, split
     from .metrics import confusion_matrix, per_class_accuracy
 
+    if a.split == "val" and a.pretrained:
+        raise NormlabError("--split val: the pretrained models were trained on all 50,000 training images and "
+                           "have no validation split; use --split test")
+    val_size = run_val_size(a.path) if a.split == "val" and a.path else 0
     model = _load(a.path, a.pretrained)
     data = load_cifar10(a.data_dir)
+    if val_size:
+        _, _, (_, x, y) = split(data, None, val_size)
+    else:
+        x, y = data.test_x, data.test_y
     device = resolve_device(a.device)
-    r = evaluate(model.to(device), data.test_x, data.test_y, device, "fp32", flip_tta=a.flip_tta)
-    cm = confusion_matrix(data.test_y, r["pred"])
-    out = {"test_acc": round(r["acc"], 2), "test_loss": round(r["loss"], 4),
-           "per_class_test_acc": dict(zip(data.classes, per_class_accuracy(cm))), "confusion_matrix": cm.tolist()}
+    r = evaluate(model.to(device), x, y, device, "fp32", flip_tta=a.flip_tta)
+    cm = confusion_matrix(y, r["pred"])
+    s = a.split
+    out = {f"{s}_acc": round(r["acc"], 2), f"{s}_loss": round(r["loss"], 4),
+           f"per_class_{s}_acc": dict(zip(data.classes, per_class_accuracy(cm))), "confusion_matrix": cm.tolist()}
     if a.flip_tta:
-        out["test_acc_flip_tta"] = round(r["acc_flip_tta"], 2)
+        out[f"{s}_acc_flip_tta"] = round(r["acc_flip_tta"], 2)
     if a.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"test accuracy {out['test_acc']:.2f}%  (loss {out['test_loss']:.4f}, {len(data.test_y):,} images)")
+    print(f"{s} accuracy {out[f'{s}_acc']:.2f}%  (loss {out[f'{s}_loss']:.4f}, {len(y):,} images)")
     if a.flip_tta:
-        print(f"with flip test-time augmentation {out['test_acc_flip_tta']:.2f}% (mean of each image's and its "
+        print(f"with flip test-time augmentation {out[f'{s}_acc_flip_tta']:.2f}% (mean of each image's and its "
               "mirror's logits; not the single-view figure)")
     print("\nper-class accuracy:")
-    for name, acc in out["per_class_test_acc"].items():
+    for name, acc in out[f"per_class_{s}_acc"].items():
         print(f"  {name:<11}{acc:6.2f}%")
     print("\nconfusion matrix (rows: true, columns: predicted):")
     print(" " * 11 + "".join(f"{c[:5]:>6}" for c in data.classes))

@@ -26,7 +26,7 @@ from .metrics import accuracy, confusion_matrix, per_class_accuracy
 from .models import build_model, count_params
 from .optim import MuonSGD, muon_weights, pointwise_weights
 from .recipes import Recipe, get_recipe, lr_factor
-from .runs import WEIGHTS, RunDir, atomic_write_bytes, atomic_write_json
+from .runs import CONFIG, WEIGHTS, RunDir, atomic_write_bytes, atomic_write_json, read_json
 from .whiten import whiten_stem
 
 PARAM_BUDGET = 50_000
@@ -210,6 +210,22 @@ def split(data: Cifar10, train_size: int | None, val_size: int):
             raise NormlabError(f"--train-size must be between 1 and {len(train_x)}, got {train_size}")
         train_x, train_y = train_x[:train_size], train_y[:train_size]
     return train_x, train_y, held
+
+
+def run_val_size(path: str | Path) -> int:
+    """How many held-out images a ``--val-size`` run was judged on, from its run folder's config (or the
+    folder beside its weights file); ``split(data, None, n)`` gives those very images back."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    config = folder / CONFIG
+    if not config.is_file():
+        raise NormlabError(f"{folder}: no {CONFIG} here, so its validation split is unknown; "
+                           "pass the run folder of a --val-size run, or use --split test")
+    val_size = read_json(config).get("val_size") or 0
+    if not val_size:
+        raise NormlabError(f"{folder} was trained on all training images (no --val-size), so it has no "
+                           "validation split; use --split test")
+    return val_size
 
 
 def check_budget(params: int, epochs: int, arch: str, norm: str) -> None:
