@@ -212,14 +212,10 @@ def cmd_evaluate(a) -> None:
     val_size = run_val_size(a.path) if a.split == "val" and a.path else 0
     model = _load(a.path, a.pretrained)
     data = load_cifar10(a.data_dir)
-    if val_size:
-        _, _, (_, x, y) = split(data, None, val_size)
-    else:
-        x, y = data.test_x, data.test_y
+    _, _, (s, x, y) = split(data, None, val_size)  # val_size 0: the test set
     device = resolve_device(a.device)
     r = evaluate(model.to(device), x, y, device, "fp32", flip_tta=a.flip_tta)
     cm = confusion_matrix(y, r["pred"])
-    s = a.split
     out = {f"{s}_acc": round(r["acc"], 2), f"{s}_loss": round(r["loss"], 4),
            f"per_class_{s}_acc": dict(zip(data.classes, per_class_accuracy(cm))), "confusion_matrix": cm.tolist()}
     if a.flip_tta:
