@@ -86,6 +86,12 @@ def test_muon_with_decay_norms_false_keeps_the_no_decay_group():
 def test_muon_on_a_net_without_pointwise_convs_is_a_clear_error():
     with pytest.raises(NormlabError, match="1x1 convs"):
         make_optimizer(_model("resnet8"), get_recipe("fast", optimizer="muon"))
+    # with muon_scope=convs the same net has matrices for Muon: every conv weight, and nothing else
+    model = _model("resnet8")
+    opt = make_optimizer(model, get_recipe("fast", optimizer="muon", muon_scope="convs"))
+    convs = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Conv2d)}
+    assert convs and {id(p) for p, _, _ in opt._pairs} == convs
+    assert not convs & {id(p) for g in opt.sgd.param_groups for p in g["params"]}
 
 
 def test_negative_muon_lr_is_rejected():

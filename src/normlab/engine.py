@@ -24,7 +24,7 @@ from .data import Cifar10, load_cifar10
 from .errors import NormlabError
 from .metrics import accuracy, confusion_matrix, per_class_accuracy
 from .models import build_model, count_params
-from .optim import MuonSGD, muon_weights, pointwise_weights
+from .optim import MuonSGD, muon_weights
 from .recipes import Recipe, get_recipe, lr_factor
 from .runs import CONFIG, WEIGHTS, RunDir, atomic_write_bytes, atomic_write_json, read_json
 from .whiten import whiten_stem
@@ -239,9 +239,9 @@ def check_budget(params: int, epochs: int, arch: str, norm: str) -> None:
 
 def make_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     matrices = muon_weights(model, recipe.muon_scope) if recipe.optimizer == "muon" else []  # Muon's share
-    if recipe.optimizer == "muon" and not pointwise_weights(model):
-        raise NormlabError("optimizer=muon needs 1x1 convs to optimize (the convmixer architectures have "
-                           "them); pick another optimizer for this architecture")
+    if recipe.optimizer == "muon" and not matrices:
+        raise NormlabError("optimizer=muon with muon_scope=pointwise needs 1x1 convs to optimize (the "
+                           "convmixer architectures have them); set muon_scope=convs or pick another optimizer")
     taken = {id(p) for p in matrices}
     params: list = [p for p in model.parameters() if id(p) not in taken]
     if not recipe.decay_norms:  # weight decay on conv and linear weights only, not on 1-d parameters
