@@ -15,7 +15,7 @@ def test_fast_recipe_fields():
     assert r.epochs == 20 and r.batch_size == 256 and r.nesterov and r.momentum == 0.9
     assert r.flip and r.crop_pad == 4 and r.label_smoothing == pytest.approx(0.1)
     assert r.weight_decay == pytest.approx(5e-4) and r.schedule == "onecycle" and r.warmup_epochs == 2
-    assert "pending validation" in r.description
+    assert "validation split" in r.description
 
 
 def test_fast_schedule_warms_up_then_decays_to_zero():
