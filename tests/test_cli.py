@@ -22,7 +22,23 @@ def test_summary_table():
     assert "GroupNorm" in proc.stdout and "global" in proc.stdout and "44x44" in proc.stdout
 
 
+def test_recipes_lists_presets_and_shows_one_with_overrides():
+    from normlab.recipes import RECIPES
+
+    listing = run_cli("recipes")
+    assert listing.returncode == 0
+    assert [line.split()[0] for line in listing.stdout.splitlines() if not line.startswith(" ")] == list(RECIPES)
+    shown = run_cli("recipes", "fast-muon", "--set", "muon_scope=convs", "--set", "lr=0.1")
+    assert shown.returncode == 0
+    rows = dict(line.split() for line in shown.stdout.splitlines() if line.startswith("  "))
+    assert rows["optimizer"] == "muon" and rows["muon_scope"] == "convs" and rows["lr"] == "0.1"
+    assert rows["batch_size"] == "256" and "with muon_scope=convs, lr=0.1:" in shown.stdout
+
+
 @pytest.mark.parametrize("args, fragments", [
+    (["recipes", "magic"], ["unknown recipe 'magic'"]),
+    (["recipes", "--set", "lr=0.1"], ["needs a recipe name"]),
+    (["recipes", "fast", "--set", "optimizer=lion"], ["unknown optimizer 'lion'"]),
     (["train", "--norm", "xn"], ["unknown norm 'xn'", "bn, gn, ln"]),
     (["train", "--arch", "s8-reference-ln", "--norm", "ln"], ["111,568 parameters", "--no-budget"]),
     (["train", "--epochs", "25"], ["25 epochs is over the 20-epoch budget"]),

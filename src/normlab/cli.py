@@ -25,7 +25,7 @@ def _add_train_options(p: argparse.ArgumentParser, single: bool, out_default: st
     p.add_argument("--lr", type=float, help="override the recipe's (peak) learning rate")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="recipe_set",
                    help="override any other recipe field, e.g. --set schedule=onecycle --set warmup_epochs=2 "
-                        "--set weight_decay=5e-4 (repeatable; fields: see normlab/recipes.py)")
+                        "--set weight_decay=5e-4 (repeatable; the fields and their values: normlab recipes NAME)")
     p.add_argument("--train-size", type=int, help="train on the first N training images only")
     p.add_argument("--val-size", type=int, default=0,
                    help="hold out N training images and evaluate on them each epoch; such a run never touches "
@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", metavar="NORM",
                    help=f"use the packaged pretrained model of this norm ({', '.join(USER_NORMS)})")
     p.add_argument("--top", type=int, default=3, help="classes to show per image (default: 3)")
+
+    p = sub.add_parser("recipes", help="the recipe presets; with a name, every setting of that recipe")
+    p.add_argument("name", nargs="?", help="a preset (default: list them all)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="recipe_set",
+                   help="show the recipe as train would run it with these overrides (repeatable)")
 
     p = sub.add_parser("summary", help="layer table: output shape, parameters, receptive field")
     p.add_argument("--arch", default="s8", choices=list(ARCHS))
@@ -278,6 +283,33 @@ def cmd_predict(a) -> None:
         print(f"{name}: " + ", ".join(f"{CLASSES[i]} {100 * float(p):.1f}%" for p, i in zip(top.values, top.indices)))
 
 
+def cmd_recipes(a) -> None:
+    import textwrap
+
+    from .recipes import get_recipe
+
+    if a.name is None:
+        if a.recipe_set:
+            raise NormlabError("recipes --set needs a recipe name, e.g. normlab recipes fast --set lr=0.1")
+        width = max(map(len, RECIPES))
+        for name, recipe in RECIPES.items():
+            lines = textwrap.wrap(recipe.description, 96 - width) or [""]
+            print(f"{name:<{width}}  {lines[0]}")
+            for line in lines[1:]:
+                print(f"{'':<{width}}  {line}")
+        return
+    overrides = parse_settings(a.recipe_set)
+    recipe = get_recipe(a.name, **overrides)
+    fields = recipe.to_dict()
+    print(f"{recipe.name}: {fields.pop('description')}")
+    if overrides:
+        print("with " + ", ".join(f"{k}={v}" for k, v in overrides.items()) + ":")
+    fields.pop("name")
+    width = max(map(len, fields))
+    for key, value in fields.items():
+        print(f"  {key:<{width}}  {value}")
+
+
 def cmd_summary(a) -> None:
     from .models import build_model
     from .summary import format_table
@@ -286,7 +318,8 @@ def cmd_summary(a) -> None:
 
 
 COMMANDS = {"train": cmd_train, "compare": cmd_compare, "report": cmd_report, "study": cmd_study,
-            "sweep": cmd_sweep, "evaluate": cmd_evaluate, "predict": cmd_predict, "summary": cmd_summary}
+            "sweep": cmd_sweep, "evaluate": cmd_evaluate, "predict": cmd_predict, "recipes": cmd_recipes,
+            "summary": cmd_summary}
 
 
 def main(argv: list[str] | None = None) -> int:
