@@ -11,7 +11,7 @@ from .errors import NormlabError
 from .metrics import headline, held_out
 from .models import ARCHS
 from .norms import USER_NORMS
-from .recipes import RECIPES, parse_settings
+from .recipes import RECIPES, get_recipe, parse_settings
 
 
 def _add_train_options(p: argparse.ArgumentParser, single: bool, out_default: str = "") -> None:
@@ -285,8 +285,6 @@ def cmd_predict(a) -> None:
 
 def cmd_recipes(a) -> None:
     import textwrap
-
-    from .recipes import get_recipe
 
     if a.name is None:
         if a.recipe_set:
