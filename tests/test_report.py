@@ -202,3 +202,77 @@ def test_report_tells_apart_runs_that_changed_a_recipe_field(tmp_path):
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "| bn | reference | 1 |" in md and "| bn | reference label_smoothing=0.1 | 1 |" in md
+
+
+def test_curves_of_many_runs_keep_their_panels_and_a_style_each(tmp_path):
+    # 40 settings with long labels: the legend once filled the figure and squeezed the panels to nothing
+    # (matplotlib then warns that constrained_layout was not applied), and tab10's colours repeated.
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    runs = _fake_study(tmp_path, norms=("bn",), seeds=(0,))
+    folder = tmp_path / report.run_name(runs[0])
+    results = [{**runs[0], "recipe": f"fast-b128-ema optimizer=muon muon_lr=0.1 muon_weight_decay={i / 1000}"}
+               for i in range(40)]
+    seen = []
+    real_savefig = plt.Figure.savefig
+
+    def savefig(fig, *args, **kwargs):
+        seen.append(fig)
+        return real_savefig(fig, *args, **kwargs)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plt.Figure.savefig = savefig
+        try:
+            report.plot_overlaid_curves([folder] * 40, results, "test", tmp_path / "curves.png")
+        finally:
+            plt.Figure.savefig = real_savefig
+    fig = seen[0]
+    assert all(ax.get_position().height > 0.1 for ax in fig.axes)  # the four panels keep their room
+    assert len(fig.legends) == 1 and len(fig.legends[0].get_texts()) == 40  # one legend, below the panels
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    styles = {(line.get_color(), line.get_linestyle()) for line in fig.axes[0].get_lines()}
+    assert len(styles) == 40
+    assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_curves_of_a_few_runs_keep_the_legend_in_the_first_panel():
+    assert [s["linestyle"] for s in report.curve_styles(3)] == ["-"] * 3
+    assert len({(str(s["color"]), s["linestyle"]) for s in report.curve_styles(80)}) == 80
+
+
+def _script(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "rereport.py"), *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_rereport_rewrites_a_report_from_its_own_run_list(tmp_path):
+    _fake_study(tmp_path / "a", norms=("bn",))
+    _fake_study(tmp_path / "b", norms=("gn",), seeds=(0,))
+    runs = [tmp_path / "a" / "s8-bn-seed1", tmp_path / "a" / "s8-bn-seed0"]  # an order of the user's own
+    assert run_cli("report", *runs, "--out", tmp_path / "rep", "--title", "Mine").returncode == 0
+    before = (tmp_path / "rep" / "report.md").read_text()
+    proc = _script(tmp_path / "rep")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "rep" / "report.md").read_text() == before  # same title, runs and order
+    proc = _script(tmp_path / "rep", "--add", tmp_path / "b" / "s8-gn-seed0", "--after", runs[0])
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert md.startswith("# Mine\n")
+    headings = [line.split(":")[0] for line in md.splitlines() if line.startswith("### ")]
+    assert headings == ["### ../a/s8-bn-seed1", "### ../b/s8-gn-seed0", "### ../a/s8-bn-seed0"]
+
+
+def test_rereport_errors_are_one_line(tmp_path):
+    proc = _script(tmp_path)
+    assert proc.returncode == 2 and "report.md not found" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    _fake_study(tmp_path / "a", norms=("bn",), seeds=(0,))
+    assert run_cli("report", tmp_path / "a" / "s8-bn-seed0", "--out", tmp_path / "rep").returncode == 0
+    proc = _script(tmp_path / "rep", "--add", tmp_path / "a" / "s8-bn-seed0", "--after", tmp_path / "nowhere")
+    assert proc.returncode == 2 and "--after" in proc.stderr and "Traceback" not in proc.stderr

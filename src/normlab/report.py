@@ -127,29 +127,51 @@ def _group_label(key: tuple, varying: list[str]) -> str:
     return " ".join([norm, *words])
 
 
+# Up to this many groups the legend sits in the first panel; past it, it goes below the four panels, where it
+# cannot cover a curve (at 36 groups it once filled the figure and squeezed the panels to nothing).
+LEGEND_INSIDE_MAX = 6
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def curve_styles(count: int) -> list[dict]:
+    """``count`` distinguishable line styles: tab10's colours up to 10 groups, else tab20's 20 colours, each
+    with up to four dash patterns (80 before a style repeats)."""
+    if count <= 10:
+        return [{"color": plt.get_cmap("tab10")(i), "linestyle": "-"} for i in range(count)]
+    colors = plt.get_cmap("tab20").colors
+    return [{"color": colors[i % 20], "linestyle": LINE_STYLES[(i // 20) % len(LINE_STYLES)]} for i in range(count)]
+
+
 def plot_overlaid_curves(folders: list[Path], results: list[dict], held: str, path: Path) -> None:
-    """The 2x2 curves of every run on one figure, one colour per table row (norm and varying settings)."""
+    """The 2x2 curves of every run on one figure, one style per table row (norm and varying settings)."""
     from .runs import read_jsonl
 
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), constrained_layout=True)
-    panels = curve_panels(held)
     varying = _varying(results)
     keys = list(_groups(results, varying))
-    colors = dict(zip(keys, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
+    styles = dict(zip(keys, curve_styles(len(keys))))
+    below = len(keys) > LEGEND_INSIDE_MAX
+    labels = {key: _group_label(key, varying) for key in keys}
+    columns = 2 if below and max(map(len, labels.values())) <= 50 else 1
+    legend_rows = -(-len(keys) // columns) if below else 0
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5 + 0.2 * legend_rows), constrained_layout=True)
+    panels = curve_panels(held)
     labelled = set()
     for folder, r in zip(folders, results):
         rows = read_jsonl(folder / "metrics.jsonl")
         key = _group_key(r, varying)
-        label = None if key in labelled else _group_label(key, varying)
+        label = None if key in labelled else labels[key]
         labelled.add(key)
         for ax, (metric, title) in zip(axes.flat, panels):
-            ax.plot([x["epoch"] for x in rows], [x[metric] for x in rows], color=colors[key], alpha=0.8,
-                    label=label)
+            ax.plot([x["epoch"] for x in rows], [x[metric] for x in rows], alpha=0.8, label=label, **styles[key])
             ax.set_title(title)
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
-    axes[0, 0].legend()
+    if below:
+        fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=columns, fontsize=8,
+                   frameon=False)
+    else:
+        axes[0, 0].legend()
     save_figure(fig, path, dpi=100)
     plt.close(fig)
 
