@@ -61,6 +61,16 @@ def test_muon_recipes_are_their_base_with_muon_and_its_weight_decay(base):
         **muon.to_dict(), "name": base, "description": plain.description}
 
 
+def test_bn_recipe_is_fast_muon_convs_with_muon_peak_0_2():
+    convs, bn = get_recipe("fast-muon-convs"), get_recipe("fast-muon-convs-mlr0.2")
+    assert (convs.muon_scope, convs.muon_lr, bn.muon_scope, bn.muon_lr) == ("convs", 0.1, "convs", 0.2)
+    assert _differing(convs, bn) == {"name", "muon_lr", "description"}
+    assert "peak 0.2" in bn.description and bn.batch_size == 256
+    # the preset is exactly what the README's --set gives
+    assert get_recipe("fast-muon-convs", muon_lr=0.2).to_dict() == {
+        **bn.to_dict(), "name": "fast-muon-convs", "description": convs.description}
+
+
 def test_decay_norms_false_decays_conv_and_linear_weights_only():
     import torch
 
