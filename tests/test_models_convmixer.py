@@ -106,3 +106,26 @@ def test_deeper_narrower_variant(norm):
     if norm == "gn":  # 60 channels: 6 groups of 10, the nearest split to 8 channels per group
         assert {m.num_groups for m in model.blocks.modules() if isinstance(m, torch.nn.GroupNorm)} == {6}
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("norm", ["bn", "gn", "ln"])
+def test_high_resolution_variant_runs_two_width_64_blocks_at_32x32(norm):
+    model = build_model("convmixer-hr2", norm)
+    # stem 3x3 3->32 864 + 64, 1x1 32->64 2,048 + 128, 9 blocks of 64^2 + 13 * 64, head 650
+    assert count_params(model) == 48_106 <= 50_000
+    x = torch.rand(2, 3, 32, 32)
+    h = model.embed(x)
+    assert h.shape == (2, 64, 32, 32)
+    sizes = []
+    for layer in model.blocks:
+        h = layer(h)
+        sizes.append(h.shape[-1])
+    assert sizes == [32, 32] + [16] * 8  # two blocks, the max-pool, seven blocks
+    assert not any(m.stride != (1, 1) for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert model(x).shape == (2, 10)
+
+
+def test_high_resolution_blocks_must_leave_blocks_after_the_pool():
+    from normlab.models.convmixer import ConvMixer
+    with pytest.raises(ValueError, match="hr_blocks"):
+        ConvMixer("bn", stem=32, hr_blocks=9)

@@ -7,8 +7,8 @@ from torch import nn
 
 from ..errors import NormlabError
 from ..norms import USER_NORMS
-from .convmixer import (convmixer, convmixer_fr32, convmixer_fr32_d10, convmixer_fr32_gelu, convmixer_s16,
-                        convmixer_s16_res, convmixer_ws)
+from .convmixer import (convmixer, convmixer_fr32, convmixer_fr32_d10, convmixer_fr32_gelu, convmixer_hr2,
+                        convmixer_s16, convmixer_s16_res, convmixer_ws)
 from .resnet import resnet8, resnet8_ws, sepresnet8
 from .s8 import s8, s8_reference_ln
 
@@ -25,6 +25,7 @@ ARCHS: dict[str, Callable[[str], nn.Module]] = {
     "convmixer-fr32": convmixer_fr32,  # convmixer after a full-resolution stage of width 32
     "convmixer-fr32-d10": convmixer_fr32_d10,  # the same, 10 blocks of width 60 instead of 9 of 64
     "convmixer-fr32-gelu": convmixer_fr32_gelu,  # the same with GELU instead of ReLU
+    "convmixer-hr2": convmixer_hr2,  # convmixer with its first 2 blocks at 32x32 (stem 32, 1x1 to 64)
 }
 # Architectures that exist for one norm only.
 ARCH_NORMS: dict[str, tuple[str, ...]] = {"s8-reference-ln": ("ln",)}

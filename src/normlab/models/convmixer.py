@@ -26,7 +26,9 @@ kernel standardized to zero mean could no longer average (low-pass) its channel.
 ``convmixer-s16`` puts a full-resolution 3x3 conv (3 -> 16) before the patch embedding; ``convmixer-fr32``
 goes further, with a full-resolution stage: a 3x3 conv 3 -> 32 and one mixer block of width 32 at 32x32,
 then a 2x2 max-pool and a 1x1 conv 32 -> 64 in place of the strided patch conv (whose 32 x 64 x 4 weights
-the budget cannot afford). Both spend multiply-adds where the image still has its detail, for few
+the budget cannot afford). ``convmixer-hr2`` keeps the width at full resolution instead: a 3x3 conv
+3 -> 32, a 1x1 conv 32 -> 64 and the first two of the nine width-64 blocks at 32x32, then a 2x2 max-pool.
+All three spend multiply-adds where the image still has its detail, for few
 parameters (docs/architectures.md). ``convmixer-fr32-gelu`` is ``convmixer-fr32`` with ConvMixer's own
 activation, GELU, in place of every ReLU. ``convmixer-fr32-d10`` trades width for depth: 10 blocks of
 width 60 instead of 9 of width 64.
@@ -77,8 +79,8 @@ def mixer_block(width: int, kernel: int, norm: str, conv=nn.Conv2d, pw_residual:
 
 class ConvMixer(nn.Module):
     def __init__(self, norm: str = "bn", *, width: int = 64, depth: int = 9, kernel: int = 3, patch: int = 2,
-                 stem: int = 0, stem_blocks: int = 0, ws: bool = False, pw_residual: bool = False,
-                 act: str = "relu", num_classes: int = 10):
+                 stem: int = 0, stem_blocks: int = 0, hr_blocks: int = 0, ws: bool = False,
+                 pw_residual: bool = False, act: str = "relu", num_classes: int = 10):
         super().__init__()
         conv = WSConv2d if ws else nn.Conv2d
         self.normalize = Normalize()
@@ -91,10 +93,19 @@ class ConvMixer(nn.Module):
             # patch conv, whose stem x width x patch^2 weights the budget cannot afford at stem 32).
             pre += [mixer_block(stem, kernel, norm, conv, act=act) for _ in range(stem_blocks)]
             down = [nn.MaxPool2d(patch), conv(stem, width, 1, bias=False)]
+        elif hr_blocks:
+            # hr_blocks > 0: no patching; a 1x1 conv to the width, the first hr_blocks of the depth blocks at
+            # full resolution, then a parameter-free max-pool over the patches (below).
+            down = [conv(stem or 3, width, 1, bias=False)]
         else:
             down = [conv(stem or 3, width, patch, stride=patch, bias=False)]
         self.embed = nn.Sequential(*pre, *down, _act(act), _norm(norm, width))
-        self.blocks = nn.Sequential(*(mixer_block(width, kernel, norm, conv, pw_residual, act) for _ in range(depth)))
+        blocks = [mixer_block(width, kernel, norm, conv, pw_residual, act) for _ in range(depth)]
+        if hr_blocks:
+            if stem_blocks or not 0 < hr_blocks < depth:
+                raise ValueError("hr_blocks needs 0 < hr_blocks < depth and no stem_blocks")
+            blocks.insert(hr_blocks, nn.MaxPool2d(patch))
+        self.blocks = nn.Sequential(*blocks)
         self.pool = GlobalAvgPool(mean=True)
         self.fc = nn.Linear(width, num_classes)
 
@@ -133,6 +144,13 @@ def convmixer_fr32_d10(norm: str = "bn") -> ConvMixer:
 def convmixer_fr32_gelu(norm: str = "bn") -> ConvMixer:
     """``convmixer-fr32`` with GELU instead of ReLU after every conv, as in ConvMixer (same parameters)."""
     return ConvMixer(norm, stem=32, stem_blocks=1, act="gelu")
+
+
+def convmixer_hr2(norm: str = "bn") -> ConvMixer:
+    """``convmixer`` with its first two mixer blocks at full resolution: a 3x3 conv 3 -> 32 and a 1x1 conv
+    32 -> 64 at 32x32 (no patching), two blocks of width 64 at 32x32, a 2x2 max-pool, then seven blocks at
+    16x16: 48,106 parameters, 20.9 M multiply-adds (1.7x ``convmixer-s16``'s)."""
+    return ConvMixer(norm, stem=32, hr_blocks=2)
 
 
 def convmixer_s16_res(norm: str = "bn") -> ConvMixer:
