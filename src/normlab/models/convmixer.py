@@ -82,6 +82,8 @@ class ConvMixer(nn.Module):
                  stem: int = 0, stem_blocks: int = 0, hr_blocks: int = 0, ws: bool = False,
                  pw_residual: bool = False, act: str = "relu", num_classes: int = 10):
         super().__init__()
+        if hr_blocks and (stem_blocks or not 0 < hr_blocks < depth):
+            raise ValueError("hr_blocks needs 0 < hr_blocks < depth and no stem_blocks")
         conv = WSConv2d if ws else nn.Conv2d
         self.normalize = Normalize()
         # stem > 0: a full-resolution 3x3 conv (3 -> stem channels) before the patch embedding, so the
@@ -102,8 +104,6 @@ class ConvMixer(nn.Module):
         self.embed = nn.Sequential(*pre, *down, _act(act), _norm(norm, width))
         blocks = [mixer_block(width, kernel, norm, conv, pw_residual, act) for _ in range(depth)]
         if hr_blocks:
-            if stem_blocks or not 0 < hr_blocks < depth:
-                raise ValueError("hr_blocks needs 0 < hr_blocks < depth and no stem_blocks")
             blocks.insert(hr_blocks, nn.MaxPool2d(patch))
         self.blocks = nn.Sequential(*blocks)
         self.pool = GlobalAvgPool(mean=True)
