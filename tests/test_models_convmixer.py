@@ -125,6 +125,17 @@ def test_high_resolution_variant_runs_two_width_64_blocks_at_32x32(norm):
     assert model(x).shape == (2, 10)
 
 
+@pytest.mark.parametrize("norm", ["bn", "gn", "ln"])
+def test_high_resolution_variant_with_a_wider_stem_fits_the_budget(norm):
+    model = build_model("convmixer-hr2-s48", norm)
+    # convmixer-hr2 (48,106) with stem 48: 3x3 3->48 1,296 + 96, 1x1 48->64 3,072 (instead of 864 + 64, 2,048)
+    assert count_params(model) == 49_594 <= 50_000
+    assert model.embed[0].out_channels == 48
+    if norm == "gn":  # 48 channels: 6 groups of 8
+        assert model.embed[2].num_groups == 6
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
 def test_high_resolution_blocks_must_leave_blocks_after_the_pool():
     from normlab.models.convmixer import ConvMixer
     with pytest.raises(ValueError, match="hr_blocks"):
