@@ -41,10 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", help="CIFAR-10 folder (default: NORMLAB_DATA or normlab's own)")
     a = ap.parse_args(argv)
     try:
+        sizes = [run_val_size(run) for run in a.runs]  # every run checked before the data set is read
         data = load_cifar10(a.data_dir)
         cpu = torch.device("cpu")
-        for run in a.runs:
-            train_x, _, (_, val_x, val_y) = split(data, None, run_val_size(run))
+        for run, val_size in zip(a.runs, sizes):
+            train_x, _, (_, val_x, val_y) = split(data, None, val_size)
             model = load_model(run)
             before = evaluate(model, val_x, val_y, cpu, "fp32")["acc"]
             recalibrate(model, train_x)
