@@ -1,11 +1,12 @@
 """Rewrite a committed report from its own run list (maintainers).
 
-    python scripts/rereport.py REPORT_FOLDER [--add RUN ...] [--after RUN]
+    python scripts/rereport.py REPORT_FOLDER [--add RUN ...] [--after RUN] [--title TITLE]
 
 Reads REPORT_FOLDER/report.md's title and its runs (the "### <run>: ..." headings, paths relative to the
 folder) and runs `normlab report` again on the same runs in the same order, with the same title, so a
 report picks up a change in how reports are drawn, or new runs (`--add`, placed after the run named by
-`--after`, else at the end), without retyping a run list of dozens of folders.
+`--after`, else at the end), without retyping a run list of dozens of folders. `--title` replaces the title
+(e.g. when added runs bring a new architecture).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("folder", help="report folder (holds report.md)")
     ap.add_argument("--add", nargs="+", default=[], metavar="RUN", help="finished run folders to add")
     ap.add_argument("--after", metavar="RUN", help="put the added runs after this run (default: at the end)")
+    ap.add_argument("--title", help="a new title for the report (default: keep its own)")
     a = ap.parse_args(argv)
     folder = Path(a.folder)
     try:
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise NormlabError(f"--after {a.after}: not a run of {folder / 'report.md'}")
             at = names.index(after) + 1
         runs[at:at] = [folder / r for r in added]
-        results = report_runs(runs, folder, title)
+        results = report_runs(runs, folder, a.title or title)
     except NormlabError as exc:
         print(f"rereport: error: {exc}", file=sys.stderr)
         return 2

@@ -266,6 +266,10 @@ def test_rereport_rewrites_a_report_from_its_own_run_list(tmp_path):
     assert md.startswith("# Mine\n")
     headings = [line.split(":")[0] for line in md.splitlines() if line.startswith("### ")]
     assert headings == ["### ../a/s8-bn-seed1", "### ../b/s8-gn-seed0", "### ../a/s8-bn-seed0"]
+    proc = _script(tmp_path / "rep", "--title", "Theirs")
+    assert proc.returncode == 0, proc.stderr
+    retitled = (tmp_path / "rep" / "report.md").read_text()
+    assert retitled.startswith("# Theirs\n") and retitled.count("\n### ") == 3  # the same runs, new title
 
 
 def test_rereport_errors_are_one_line(tmp_path):
