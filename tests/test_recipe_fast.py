@@ -71,15 +71,6 @@ def test_bn_recipe_is_fast_muon_convs_with_muon_peak_0_2():
         **bn.to_dict(), "name": "fast-muon-convs", "description": convs.description}
 
 
-def test_ls0_recipe_is_the_bn_recipe_without_label_smoothing():
-    base, ls0 = get_recipe("fast-muon-convs-mlr0.2"), get_recipe("fast-muon-convs-mlr0.2-ls0")
-    assert (base.label_smoothing, ls0.label_smoothing) == (0.1, 0.0)
-    assert _differing(base, ls0) == {"name", "label_smoothing", "description"}
-    assert "no label smoothing" in ls0.description and "label smoothing 0.1" not in ls0.description
-    assert get_recipe("fast-muon-convs-mlr0.2", label_smoothing=0).to_dict() == {
-        **ls0.to_dict(), "name": "fast-muon-convs-mlr0.2", "description": base.description}
-
-
 def test_decay_norms_false_decays_conv_and_linear_weights_only():
     import torch
 

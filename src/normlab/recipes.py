@@ -226,15 +226,6 @@ RECIPES["fast-muon-convs-mlr0.2"] = replace(
                 "decoupled weight decay 0.01) and SGD nesterov 0.2 peak one-cycle on the norms and head: "
                 "batch 256, 2 warm-up epochs, weight decay 5e-4, label smoothing 0.1, crop + flip")
 
-# `fast-muon-convs-mlr0.2` without label smoothing, the same as `--recipe fast-muon-convs-mlr0.2 --set
-# label_smoothing=0`: the recipe of BN's candidate on convmixer-hr2-s48 (the two changes were tried together).
-# On the validation split (fast-ema, bf16, weight average / raw weights; results/muon), seed 0: 90.02 / 90.00
-# against convmixer-hr2 with label smoothing 0.1's 89.42 / 89.52 (docs/architectures.md).
-RECIPES["fast-muon-convs-mlr0.2-ls0"] = replace(
-    RECIPES["fast-muon-convs-mlr0.2"], name="fast-muon-convs-mlr0.2-ls0", label_smoothing=0.0,
-    description=RECIPES["fast-muon-convs-mlr0.2"].description.replace("label smoothing 0.1",
-                                                                      "no label smoothing"))
-
 SCHEDULES = ("constant", "linear-decay", "onecycle", "cosine")
 OPTIMIZERS = ("sgd", "adamw", "muon")
 STEM_INITS = ("default", "whiten")
