@@ -15,7 +15,7 @@ import sys
 import torch
 
 from normlab.data import load_cifar10
-from normlab.engine import autocast, evaluate, load_model, run_val_size, split, to_input
+from normlab.engine import evaluate, load_model, run_val_size, split, to_input
 from normlab.errors import NormlabError
 from normlab.runs import read_json
 
@@ -29,9 +29,8 @@ def recalibrate(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over all the batches
     model.train()
-    for i in range(0, len(images), batch_size):
-        with autocast(torch.device("cpu"), "fp32"):
-            model(to_input(images[i:i + batch_size]))
+    for i in range(0, len(images), batch_size):  # float32: the precision the saved weights are judged in
+        model(to_input(images[i:i + batch_size]))
     model.eval()
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _script(*args, env_data="/nonexistent-data"):
+def _script(*args, data_dir="/nonexistent-data"):
     return subprocess.run([sys.executable, str(ROOT / "scripts" / "bn_recalibration.py"), *map(str, args),
-                           "--data-dir", env_data], capture_output=True, text=True)
+                           "--data-dir", data_dir], capture_output=True, text=True)
 
 
 def test_an_all_data_run_is_refused_in_one_line(tmp_path):
