@@ -6,6 +6,9 @@ round measures every (candidate, norm) pair for a few steps, and the median over
 a background job that comes and goes disturbs every candidate alike. Compare numbers within one run.
 
     python benchmarks/arch_throughput.py [--batch 256] [--steps 3] [--rounds 3] [--norms bn,gn,ln] [--cpu-time] [--compile]
+
+Like `normlab train`, it keeps freed memory in the process (normlab.heap); NORMLAB_MALLOC=system
+measures with glibc's default malloc instead.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from normlab.engine import autocast, cpu_supports_bf16, to_input
+from normlab.heap import keep_freed_memory
 from normlab.models import build_model, count_params
 from normlab.models.convmixer import ConvMixer
 from normlab.models.resnet import ResNet
@@ -36,6 +40,11 @@ CANDIDATES = {
     "F convmixer + stem 16": lambda norm: ConvMixer(norm, stem=16),
     "G convmixer-fr32": lambda norm: build_model("convmixer-fr32", norm),
     "G' fr24 x2": lambda norm: ConvMixer(norm, stem=24, stem_blocks=2),
+    "H convmixer-hr2": lambda norm: build_model("convmixer-hr2", norm),
+    "H convmixer-hr2-s48": lambda norm: build_model("convmixer-hr2-s48", norm),
+    "H hr3": lambda norm: ConvMixer(norm, stem=32, hr_blocks=3),
+    "H hr4": lambda norm: ConvMixer(norm, stem=32, hr_blocks=4),
+    "H hr5": lambda norm: ConvMixer(norm, stem=32, hr_blocks=5),
 }
 
 
@@ -67,6 +76,7 @@ def main() -> None:
                     help="one thread, timed by the process's CPU time instead of the wall clock: far less "
                          "disturbed by other jobs on a busy machine; reports images per CPU-second")
     a = ap.parse_args()
+    heap = "malloc keeps freed memory" if keep_freed_memory() else "system malloc"  # as `normlab train` does
     clock = time.perf_counter
     if a.cpu_time:
         torch.set_num_threads(1)
@@ -92,7 +102,7 @@ def main() -> None:
         print(f"round {r + 1}/{a.rounds} done", flush=True)
     unit = "img per CPU-second" if a.cpu_time else "img/s"
     print(f"\nbatch {a.batch}, {a.precision}{', compiled' if a.compile else ''}, {torch.get_num_threads()} threads, "
-          f"{unit}, median of {a.rounds} "
+          f"{heap}, {unit}, median of {a.rounds} "
           f"rounds x {a.steps} steps\n")
     print(f"| candidate | norm | params | MMAC/img | {unit} |")
     print("|---|---|---:|---:|---:|")

@@ -140,3 +140,15 @@ def test_high_resolution_blocks_must_leave_blocks_after_the_pool():
     from normlab.models.convmixer import ConvMixer
     with pytest.raises(ValueError, match="hr_blocks"):
         ConvMixer("bn", stem=32, hr_blocks=9)
+
+
+@pytest.mark.parametrize("norm", ["bn", "gn", "ln"])
+def test_three_block_high_resolution_variant_has_hr2s_parameters(norm):
+    model = build_model("convmixer-hr3", norm)
+    assert count_params(model) == 48_106 == count_params(build_model("convmixer-hr2", norm))
+    h = model.embed(torch.rand(2, 3, 32, 32))
+    sizes = []
+    for layer in model.blocks:
+        h = layer(h)
+        sizes.append(h.shape[-1])
+    assert sizes == [32, 32, 32] + [16] * 7  # three blocks, the max-pool, six blocks

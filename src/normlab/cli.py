@@ -8,6 +8,7 @@ from pathlib import Path
 
 from . import __version__, distributed
 from .errors import NormlabError
+from .heap import keep_freed_memory
 from .metrics import headline, held_out
 from .models import ARCHS
 from .norms import USER_NORMS
@@ -322,6 +323,7 @@ COMMANDS = {"train": cmd_train, "compare": cmd_compare, "report": cmd_report, "s
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # every command's CPU passes reuse freed memory (normlab.heap)
     rank = ""  # under torchrun: "rank R/W: " before each message
     finished = False
     try:

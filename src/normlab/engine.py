@@ -22,6 +22,7 @@ from . import __version__, distributed
 from .augment import augment
 from .data import Cifar10, load_cifar10
 from .errors import NormlabError
+from .heap import keep_freed_memory
 from .metrics import accuracy, confusion_matrix, per_class_accuracy
 from .models import build_model, count_params
 from .optim import MuonSGD, muon_weights
@@ -333,6 +334,8 @@ def train(cfg: TrainConfig, data: Cifar10 | None = None, log=print) -> dict:
     dist = distributed.from_env()
     dist.check_batch(recipe.batch_size)
     device = dist.device(resolve_device(cfg.device))
+    if device.type == "cpu":
+        keep_freed_memory()  # large activations stop page-faulting every step (normlab.heap)
     precision = resolve_precision(cfg.precision, device)
     if precision == "bf16" and device.type == "cpu" and not cpu_supports_bf16() and dist.is_main:
         print(EMULATED_BF16, file=sys.stderr)

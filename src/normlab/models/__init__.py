@@ -8,7 +8,7 @@ from torch import nn
 from ..errors import NormlabError
 from ..norms import USER_NORMS
 from .convmixer import (convmixer, convmixer_fr32, convmixer_fr32_d10, convmixer_fr32_gelu, convmixer_hr2,
-                        convmixer_hr2_s48, convmixer_s16, convmixer_s16_res, convmixer_ws)
+                        convmixer_hr2_s48, convmixer_hr3, convmixer_s16, convmixer_s16_res, convmixer_ws)
 from .resnet import resnet8, resnet8_ws, sepresnet8
 from .s8 import s8, s8_reference_ln
 
@@ -27,6 +27,7 @@ ARCHS: dict[str, Callable[[str], nn.Module]] = {
     "convmixer-fr32-gelu": convmixer_fr32_gelu,  # the same with GELU instead of ReLU
     "convmixer-hr2": convmixer_hr2,  # convmixer with its first 2 blocks at 32x32 (stem 32, 1x1 to 64)
     "convmixer-hr2-s48": convmixer_hr2_s48,  # the same with a stem of 48 channels
+    "convmixer-hr3": convmixer_hr3,  # convmixer-hr2 with 3 of its 9 blocks at 32x32
 }
 # Architectures that exist for one norm only.
 ARCH_NORMS: dict[str, tuple[str, ...]] = {"s8-reference-ln": ("ln",)}

@@ -28,7 +28,7 @@ goes further, with a full-resolution stage: a 3x3 conv 3 -> 32 and one mixer blo
 then a 2x2 max-pool and a 1x1 conv 32 -> 64 in place of the strided patch conv (whose 32 x 64 x 4 weights
 the budget cannot afford). ``convmixer-hr2`` keeps the width at full resolution instead: a 3x3 conv
 3 -> 32, a 1x1 conv 32 -> 64 and the first two of the nine width-64 blocks at 32x32, then a 2x2 max-pool.
-All three spend multiply-adds where the image still has its detail, for few
+``convmixer-hr3`` runs three of them there. All of these spend multiply-adds where the image still has its detail, for few
 parameters (docs/architectures.md). ``convmixer-fr32-gelu`` is ``convmixer-fr32`` with ConvMixer's own
 activation, GELU, in place of every ReLU. ``convmixer-fr32-d10`` trades width for depth: 10 blocks of
 width 60 instead of 9 of width 64.
@@ -157,6 +157,12 @@ def convmixer_hr2_s48(norm: str = "bn") -> ConvMixer:
     """``convmixer-hr2`` with a wider stem: a 3x3 conv 3 -> 48 and a 1x1 conv 48 -> 64, spending 1,488 of the
     1,894 parameters ``convmixer-hr2`` leaves under the budget: 49,594 parameters, 22.4 M multiply-adds."""
     return ConvMixer(norm, stem=48, hr_blocks=2)
+
+
+def convmixer_hr3(norm: str = "bn") -> ConvMixer:
+    """``convmixer-hr2`` with three of its nine blocks at full resolution instead of two (the same 48,106
+    parameters, 24.5 M multiply-adds): affordable in time once freed memory is kept (normlab.heap)."""
+    return ConvMixer(norm, stem=32, hr_blocks=3)
 
 
 def convmixer_s16_res(norm: str = "bn") -> ConvMixer:
