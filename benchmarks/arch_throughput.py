@@ -42,7 +42,7 @@ CANDIDATES = {
     "G' fr24 x2": lambda norm: ConvMixer(norm, stem=24, stem_blocks=2),
     "H convmixer-hr2": lambda norm: build_model("convmixer-hr2", norm),
     "H convmixer-hr2-s48": lambda norm: build_model("convmixer-hr2-s48", norm),
-    "H hr3": lambda norm: ConvMixer(norm, stem=32, hr_blocks=3),
+    "H hr3": lambda norm: build_model("convmixer-hr3", norm),
     "H hr4": lambda norm: ConvMixer(norm, stem=32, hr_blocks=4),
     "H hr5": lambda norm: ConvMixer(norm, stem=32, hr_blocks=5),
 }
