@@ -7,6 +7,9 @@ the process's own (user + system), so another job on the machine disturbs them l
 that every batch size gives the same logits to the bit as the first.
 
     python benchmarks/eval_batch.py [--batches 1000,250,128,64] [--images 4000] [--archs s8:bn,convmixer:bn]
+
+Like normlab's commands it now keeps freed memory in the process (normlab.heap), which removes those
+page faults; NORMLAB_MALLOC=system measures with glibc's default malloc, as before.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import time
 import torch
 
 from normlab.engine import predict_logits
+from normlab.heap import keep_freed_memory
 from normlab.models import build_model
 
 
@@ -34,6 +38,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=4000)
     ap.add_argument("--archs", default="s8:bn,convmixer:bn,convmixer-s16:gn", help="arch:norm pairs")
     a = ap.parse_args()
+    print("malloc keeps freed memory" if keep_freed_memory() else "system malloc")
     torch.set_num_threads(1)
     torch.manual_seed(0)
     x = torch.randint(0, 256, (a.images, 3, 32, 32), dtype=torch.uint8)
