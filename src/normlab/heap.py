@@ -5,8 +5,9 @@ with ``munmap`` when it is freed (that 32 MiB ceiling on its adaptive threshold 
 training step at batch 256 allocates and frees dozens of such blocks: one 64-channel 32x32 feature map is
 exactly 32 MiB in bf16 and 64 MiB in float32. Each comes back from the kernel as untouched pages, so
 every step paid for them again in minor page faults, zeroing and TLB work: convmixer-hr2-BN spent about
-a third of its time in the kernel and trained at 617 images/s; with the settings below, 938
-(docs/benchmarks.md, "Page faults at 32x32"). Same arithmetic, same numbers to the bit.
+a third of its CPU time in the kernel and stepped at 617 images/s on random tensors; with the settings
+below, 938 (its whole training pipeline, with augmentation, Muon and evaluation: 1.15x; docs/benchmarks.md,
+"Page faults at 32x32"). Same arithmetic, same numbers to the bit.
 
 :func:`keep_freed_memory` turns off malloc's use of ``mmap`` (``M_MMAP_MAX`` 0: big blocks come from the
 heap and are reused) and its trimming of the heap's top (``M_TRIM_THRESHOLD`` at its maximum). The
