@@ -1,6 +1,5 @@
 """normlab.heap: glibc malloc keeps freed memory, so big tensors stop page-faulting at every allocation."""
 import os
-import platform
 import subprocess
 import sys
 
@@ -21,8 +20,7 @@ for _ in range(4):
 print(took, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
-glibc_linux = pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
-                                 reason="glibc's malloc only")
+glibc_linux = pytest.mark.skipif(not heap.on_glibc(), reason="glibc's malloc only")
 
 
 def _probe(env_value: str | None) -> tuple[str, int]:

@@ -108,19 +108,24 @@ def test_deeper_narrower_variant(norm):
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
 
 
+def _block_sizes(model) -> list[int]:
+    """The side of the feature map after each entry of ``model.blocks``, for a 32x32 input."""
+    h = model.embed(torch.rand(2, 3, 32, 32))
+    sizes = []
+    for layer in model.blocks:
+        h = layer(h)
+        sizes.append(h.shape[-1])
+    return sizes
+
+
 @pytest.mark.parametrize("norm", ["bn", "gn", "ln"])
 def test_high_resolution_variant_runs_two_width_64_blocks_at_32x32(norm):
     model = build_model("convmixer-hr2", norm)
     # stem 3x3 3->32 864 + 64, 1x1 32->64 2,048 + 128, 9 blocks of 64^2 + 13 * 64, head 650
     assert count_params(model) == 48_106 <= 50_000
     x = torch.rand(2, 3, 32, 32)
-    h = model.embed(x)
-    assert h.shape == (2, 64, 32, 32)
-    sizes = []
-    for layer in model.blocks:
-        h = layer(h)
-        sizes.append(h.shape[-1])
-    assert sizes == [32, 32] + [16] * 8  # two blocks, the max-pool, seven blocks
+    assert model.embed(x).shape == (2, 64, 32, 32)
+    assert _block_sizes(model) == [32, 32] + [16] * 8  # two blocks, the max-pool, seven blocks
     assert not any(m.stride != (1, 1) for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     assert model(x).shape == (2, 10)
 
@@ -146,9 +151,4 @@ def test_high_resolution_blocks_must_leave_blocks_after_the_pool():
 def test_three_block_high_resolution_variant_has_hr2s_parameters(norm):
     model = build_model("convmixer-hr3", norm)
     assert count_params(model) == 48_106 == count_params(build_model("convmixer-hr2", norm))
-    h = model.embed(torch.rand(2, 3, 32, 32))
-    sizes = []
-    for layer in model.blocks:
-        h = layer(h)
-        sizes.append(h.shape[-1])
-    assert sizes == [32, 32, 32] + [16] * 7  # three blocks, the max-pool, six blocks
+    assert _block_sizes(model) == [32, 32, 32] + [16] * 7  # three blocks, the max-pool, six blocks

@@ -27,12 +27,15 @@ _INT_MAX = 2**31 - 1
 ENV = "NORMLAB_MALLOC"
 
 
+def on_glibc() -> bool:
+    """Whether this process runs on Linux with glibc, the malloc these settings are for."""
+    return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+
+
 def keep_freed_memory() -> bool:
     """Tell glibc's malloc to keep freed memory for reuse; True if it took the settings. A no-op (False)
     off Linux, under another C library, or with ``NORMLAB_MALLOC=system``."""
-    if os.environ.get(ENV, "").lower() == "system":
-        return False
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+    if os.environ.get(ENV, "").lower() == "system" or not on_glibc():
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
