@@ -12,6 +12,8 @@ def test_help_and_version():
     assert proc.returncode == 0
     for cmd in ["train", "compare", "evaluate", "predict", "summary"]:
         assert cmd in proc.stdout
+    for variable in ["NORMLAB_DATA", "NORMLAB_OFFLINE", "NORMLAB_MALLOC"]:  # the README's environment variables
+        assert variable in proc.stdout
     assert run_cli("--version").stdout.startswith("normlab ")
 
 

@@ -46,8 +46,12 @@ def _add_train_options(p: argparse.ArgumentParser, single: bool, out_default: st
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="normlab", description="Train and compare small CIFAR-10 classifiers "
-                                     "that differ only in their normalization layer (BN, GN, LN).")
+    parser = argparse.ArgumentParser(
+        prog="normlab", description="Train and compare small CIFAR-10 classifiers that differ only in their "
+                                    "normalization layer (BN, GN, LN).",
+        epilog="environment: NORMLAB_DATA (CIFAR-10 folder), NORMLAB_OFFLINE=1 (never download), "
+               "NORMLAB_MALLOC=system (leave glibc's malloc as it is; by default normlab keeps freed memory "
+               "for reuse, which spares CPU runs page faults on large tensors)")
     parser.add_argument("--version", action="version", version=f"normlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
