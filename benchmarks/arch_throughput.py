@@ -19,7 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from normlab.engine import autocast, cpu_supports_bf16, to_input
+from normlab.devices import autocast, cpu_supports_bf16, to_input
 from normlab.heap import keep_freed_memory
 from normlab.models import build_model, count_params
 from normlab.models.convmixer import ConvMixer

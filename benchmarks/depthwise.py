@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from normlab.engine import autocast
+from normlab.devices import autocast
 
 
 def layer_time(kernel: int, precision: str, batch: int, channels: int, size: int, repeats: int) -> float:

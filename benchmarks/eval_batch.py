@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from normlab.engine import predict_logits
+from normlab.evaluation import predict_logits
 from normlab.heap import keep_freed_memory
 from normlab.models import build_model
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 import normlab.models.common as common
-from normlab.engine import cpu_supports_bf16
+from normlab.devices import cpu_supports_bf16
 from normlab.models import build_model
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -26,7 +26,9 @@ from PIL import Image
 
 from normlab import build_model
 from normlab.data import load_cifar10
-from normlab.engine import cpu_supports_bf16, make_optimizer, resolve_device, resolve_precision, train_epoch
+from normlab.devices import cpu_supports_bf16, resolve_device, resolve_precision
+from normlab.engine import train_epoch
+from normlab.optim import make_optimizer
 from normlab.models.common import CIFAR_MEAN, CIFAR_STD
 from normlab.summary import forward_macs
 from normlab.recipes import get_recipe

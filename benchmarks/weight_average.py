@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from _timing import median_cpu_seconds
-from normlab.engine import WeightAverage, autocast, make_optimizer, resolve_precision
+from normlab.devices import autocast, resolve_precision
+from normlab.optim import WeightAverage, make_optimizer
 from normlab.models import build_model
 from normlab.recipes import get_recipe
 

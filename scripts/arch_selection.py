@@ -77,7 +77,7 @@ def table(folder: Path) -> str:
         lines.append(f"| {run.name} | {CANDIDATES.get(arch, ('',))[0]} | {params:,} | {epochs} | "
                      f"{curve} | {final} | {speed:,.0f} |")
     lines += ["", "images/s: training, bf16, this 2-core CPU, averaged over the epochs run (other work on the "
-              "machine at times slowed a run; compare speeds in docs/architectures.md instead)."]
+              "machine at times slowed a run; compare speeds in docs/benchmarks.md instead)."]
     return "\n".join(lines) + "\n"
 
 

@@ -15,7 +15,11 @@ import sys
 import torch
 
 from normlab.data import load_cifar10
-from normlab.engine import evaluate, load_model, run_val_size, split, to_input
+from normlab.data import split
+from normlab.devices import to_input
+from normlab.evaluation import evaluate
+from normlab.runs import run_val_size
+from normlab.weights import load_model
 from normlab.errors import NormlabError
 from normlab.runs import read_json
 

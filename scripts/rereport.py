@@ -7,6 +7,12 @@ folder) and runs `normlab report` again on the same runs in the same order, with
 report picks up a change in how reports are drawn, or new runs (`--add`, placed after the run named by
 `--after`, else at the end), without retyping a run list of dozens of folders. `--title` replaces the title
 (e.g. when added runs bring a new architecture).
+
+A batch-size study's report (`normlab study batch-size`) is rewritten from the finished runs in its folder,
+with the learning rate it names; it takes no --add, --after or --title.
+
+Figures are not kept in git: every figure a run lacks is drawn again from its data first (the
+misclassified galleries need CIFAR-10: set NORMLAB_DATA, else the report says they are left out).
 """
 from __future__ import annotations
 
@@ -17,7 +23,12 @@ import sys
 from pathlib import Path
 
 from normlab.errors import NormlabError
-from normlab.study import report_runs
+from normlab.metrics import held_out
+from normlab.reports import batch_size_report
+from normlab.runs import RunDir
+from normlab.study import BASE_BATCH, report_runs
+
+BATCH_PLOT = "![batch size](batch_size.png)"
 
 
 def run_list(folder: Path) -> tuple[str, list[Path]]:
@@ -33,6 +44,32 @@ def run_list(folder: Path) -> tuple[str, list[Path]]:
     return title, runs
 
 
+def is_batch_size_report(folder: Path) -> bool:
+    md = folder / "report.md"
+    return md.is_file() and BATCH_PLOT in md.read_text()
+
+
+def batch_size_runs(folder: Path) -> tuple[list[dict], float]:
+    """(results, base learning rate) of the batch-size study in ``folder``: its finished ``*-bs<B>`` runs,
+    largest batch first and the norms in the order of the report's table, as the study ran them."""
+    md = (folder / "report.md").read_text()
+    runs = [RunDir(f) for f in sorted(folder.iterdir()) if re.search(r"-bs\d+$", f.name) and RunDir(f).finished]
+    if not runs:
+        raise NormlabError(f"{folder}: no finished *-bs<B> run folders to report")
+    results = [run.results() for run in runs]
+    header = next((line for line in md.splitlines() if line.startswith("| batch |")), "")
+    order = re.findall(r"\| (\S+) (?:test|val) acc", header)
+    norms = list(dict.fromkeys(order + [r["norm"] for r in results]))
+    results.sort(key=lambda r: (-r["batch_size"], norms.index(r["norm"])))
+    if m := re.search(r"Learning rate = ([0-9.e+-]+) x batch", md):
+        base_lr = float(m.group(1))
+    else:  # scaled linearly from the base: any run gives it back
+        base_lr = results[0]["lr"] * BASE_BATCH / results[0]["batch_size"]
+    if len({held_out(r) for r in results}) > 1:
+        raise NormlabError(f"{folder}: some runs held out a validation split and others did not")
+    return results, base_lr
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="rewrite a committed report from its own run list")
     ap.add_argument("folder", help="report folder (holds report.md)")
@@ -42,6 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     folder = Path(a.folder)
     try:
+        if is_batch_size_report(folder):
+            if a.add or a.after or a.title:
+                raise NormlabError("a batch-size report is drawn from the runs in its folder; --add, --after "
+                                   "and --title are for comparison reports")
+            results, base_lr = batch_size_runs(folder)
+            batch_size_report(folder, results, base_lr)
+            print(f"batch-size report of {len(results)} runs: {folder / 'report.md'}")
+            return 0
         title, runs = run_list(folder)
         added = [Path(os.path.relpath(r, folder)) for r in a.add]
         at = len(runs)

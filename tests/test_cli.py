@@ -29,7 +29,13 @@ def test_recipes_lists_presets_and_shows_one_with_overrides():
 
     listing = run_cli("recipes")
     assert listing.returncode == 0
-    assert [line.split()[0] for line in listing.stdout.splitlines() if not line.startswith(" ")] == list(RECIPES)
+    names = [line.split()[0] for line in listing.stdout.splitlines() if line and not line.startswith((" ", "("))]
+    assert names == list(RECIPES)
+    from normlab.recipes import all_recipes
+
+    everything = run_cli("recipes", "--all")
+    assert [line.split()[0] for line in everything.stdout.splitlines() if line and not line.startswith(" ")] == list(
+        all_recipes())
     shown = run_cli("recipes", "fast-muon", "--set", "muon_scope=convs", "--set", "lr=0.1")
     assert shown.returncode == 0
     rows = dict(line.split() for line in shown.stdout.splitlines() if line.startswith("  "))
@@ -46,15 +52,15 @@ def test_recipes_lists_presets_and_shows_one_with_overrides():
     (["train", "--epochs", "25"], ["25 epochs is over the 20-epoch budget"]),
     (["train", "--recipe", "magic"], ["unknown recipe 'magic'"]),
     (["train", "--precision", "fp8"], ["unknown precision 'fp8'"]),
-    (["train", "--batch-size", "0"], ["--batch-size must be at least 1"]),
-    (["compare", "--norms", "bn,xx"], ["--norms: unknown xx"]),
+    (["train", "--batch-size", "0"], ["batch_size must be at least 1", "--batch-size"]),
+    (["compare", "--norms", "bn,xx"], ["unknown norm 'xx'"]),
     (["compare", "--seeds", "1,a"], ["--seeds"]),
     (["evaluate", "no/such/run"], ["no weights file here"]),
     (["train", "--set", "foo=1"], ["--set 'foo=1'", "KEY one of"]),
     (["train", "--set", "weight_decay=lots"], ["weight_decay takes a float"]),
     (["train", "--set", "schedule=zigzag"], ["unknown schedule 'zigzag'"]),
     (["train", "--set", "flip=maybe"], ["flip takes a bool"]),
-    (["train", "--set", "ema_epochs=-1"], ["ema_epochs must not be negative, got -1.0"]),
+    (["train", "--set", "ema_epochs=-1"], ["ema_epochs must be 0 or more (not negative), got -1.0"]),
     (["train", "--set", "ema_epochs=soon"], ["ema_epochs takes a float"]),
 ])
 def test_bad_input_is_a_one_line_error(tmp_path, args, fragments):
@@ -98,7 +104,8 @@ def test_evaluate_matches_results(tiny_run, real_data_dir):
 
 def test_evaluate_split_val_needs_a_validation_split_run(tiny_run, tmp_path):
     _one_line_error(run_cli("evaluate", tiny_run, "--split", "val"), "no --val-size", "--split test")
-    _one_line_error(run_cli("evaluate", "--pretrained", "bn", "--split", "val"), "no validation split")
+    _one_line_error(run_cli("evaluate", "--pretrained", "bn", "--split", "val"), "--split val needs the run folder",
+                    "--split test")
     (tmp_path / "w.safetensors").write_bytes((tiny_run / "model.safetensors").read_bytes())
     _one_line_error(run_cli("evaluate", tmp_path / "w.safetensors", "--split", "val"), "no config.json")
 

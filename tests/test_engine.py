@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from normlab import TrainConfig, load_model, train
-from normlab import engine
+from normlab import data as data_module, devices, engine, evaluation, optim, weights
 from normlab.data import load_cifar10
 from normlab.errors import NormlabError
 from normlab.runs import RunDir
@@ -32,7 +32,7 @@ def test_short_real_run_beats_chance(real_data_dir, tmp_path):
     data = load_cifar10(real_data_dir)
     model = load_model(tmp_path / "run")
     assert not model.training
-    acc = engine.evaluate(model, data.test_x, data.test_y, torch.device("cpu"), "fp32")["acc"]
+    acc = evaluation.evaluate(model, data.test_x, data.test_y, torch.device("cpu"), "fp32")["acc"]
     assert round(acc, 2) == r["test_acc"]
 
 
@@ -109,7 +109,7 @@ def test_weight_average_is_an_exponential_average_of_every_step():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
                                 torch.nn.LazyLinear(10))
     model(torch.randn(2, 3, 8, 8))
-    average = engine.WeightAverage(model, ema_epochs=1.0, steps_per_epoch=10)  # decay 0.9 per step
+    average = optim.WeightAverage(model, ema_epochs=1.0, steps_per_epoch=10)  # decay 0.9 per step
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     expected = None
     for n in range(30):
@@ -136,8 +136,8 @@ def test_weight_averaged_run_saves_the_average_and_resumes_exactly(real_data_dir
     assert ra["val_acc_raw"] == round(rows[-1]["val_acc_raw"], 2)
     # The saved weights are the average: they reproduce val_acc; val_acc_raw is the raw weights'.
     model = load_model(tmp_path / "a")
-    _, _, (_, val_x, val_y) = engine.split(data, 1024, 500)
-    assert round(engine.evaluate(model, val_x, val_y, torch.device("cpu"), "fp32")["acc"], 2) == ra["val_acc"]
+    _, _, (_, val_x, val_y) = data_module.split(data, 1024, 500)
+    assert round(evaluation.evaluate(model, val_x, val_y, torch.device("cpu"), "fp32")["acc"], 2) == ra["val_acc"]
     assert ra["val_acc"] == round(rows[-1]["val_acc"], 2)
     # The average is checkpointed: an interrupted run resumes to the same numbers.
     _interrupt(monkeypatch, _quick(tmp_path, "b", norm="bn", recipe_overrides=ema), data, at_epoch=1)
@@ -155,25 +155,25 @@ def test_budget_guard(tmp_path):
 
 
 def test_bf16_and_augmented_recipe_run(real_data_dir, tmp_path):
-    if engine.resolve_precision("auto", torch.device("cpu")) != "bf16":
+    if devices.resolve_precision("auto", torch.device("cpu")) != "bf16":
         pytest.skip("this CPU has no native bfloat16")
-    cfg = _quick(tmp_path, "bf", norm="ln", precision="bf16", epochs=1, recipe="reference-decay")
-    cfg.recipe_overrides = {"flip": True, "crop_pad": 2, "cutout": 8}
+    cfg = _quick(tmp_path, "bf", norm="ln", precision="bf16", epochs=1, recipe="reference-decay",
+                 recipe_overrides={"flip": True, "crop_pad": 2, "cutout": 8})
     data = load_cifar10(real_data_dir)
     r = train(cfg, log=lambda *_: None, data=data)
     assert r["precision"] == "bf16" and r["epochs"] == 1
     # Trained with flips: flip test-time augmentation is recorded, apart from the single-view figure, and
     # it is the saved model's on the held-out images. (After one epoch on 1,024 images the model may
     # still give every image the same class, so the two figures can be equal.)
-    _, _, (_, x, y) = engine.split(data, None, cfg.val_size)
-    again = engine.evaluate(engine.load_model(cfg.out), x, y, torch.device("cpu"), "fp32", flip_tta=True)
+    _, _, (_, x, y) = data_module.split(data, None, cfg.val_size)
+    again = evaluation.evaluate(weights.load_model(cfg.out), x, y, torch.device("cpu"), "fp32", flip_tta=True)
     assert r["val_acc_flip_tta"] == round(again["acc_flip_tta"], 2) and r["val_acc"] == round(again["acc"], 2)
 
 
 @pytest.mark.parametrize("native", [False, True])
 def test_bf16_on_a_cpu_without_native_bfloat16_warns(real_data_dir, tmp_path, monkeypatch, capsys, native):
-    monkeypatch.setattr(engine, "cpu_supports_bf16", lambda: native)
-    assert engine.resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")
+    monkeypatch.setattr(devices, "cpu_supports_bf16", lambda: native)
+    assert devices.resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")
     cfg = _quick(tmp_path, "bf", norm="bn", precision="bf16", epochs=1, train_size=64, val_size=64)
     assert train(cfg, log=lambda *_: None)["precision"] == "bf16"  # warned, not refused
     err = capsys.readouterr().err
@@ -185,18 +185,18 @@ def test_flip_tta_averages_an_image_and_its_mirror():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(10))
     x = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
     cpu = torch.device("cpu")
-    plain = engine.predict_logits(model, x, cpu, "fp32")
-    mirrored = engine.predict_logits(model, x.flip(3), cpu, "fp32")
-    tta = engine.predict_logits(model, x, cpu, "fp32", batch_size=2, flip_tta=True)
+    plain = evaluation.predict_logits(model, x, cpu, "fp32")
+    mirrored = evaluation.predict_logits(model, x.flip(3), cpu, "fp32")
+    tta = evaluation.predict_logits(model, x, cpu, "fp32", batch_size=2, flip_tta=True)
     torch.testing.assert_close(tta, (plain + mirrored) / 2)
     assert not torch.allclose(plain, mirrored)
     # evaluate reports both from one pass: single-view logits and accuracy, and the flip-TTA accuracy.
     y = torch.tensor([0, 1, 2, 3, 4])
-    r = engine.evaluate(model, x, y, cpu, "fp32", flip_tta=True)
+    r = evaluation.evaluate(model, x, y, cpu, "fp32", flip_tta=True)
     torch.testing.assert_close(r["logits"], plain)
     assert r["acc"] == 100.0 * float((plain.argmax(1) == y).float().mean())
     assert r["acc_flip_tta"] == 100.0 * float((tta.argmax(1) == y).float().mean())
-    assert "acc_flip_tta" not in engine.evaluate(model, x, y, cpu, "fp32")
+    assert "acc_flip_tta" not in evaluation.evaluate(model, x, y, cpu, "fp32")
 
 
 def test_recipe_overrides_from_set():

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from normlab import build_model, count_params
-from normlab.norms import GroupNorm
+from normlab.norms import GroupNorm, get_norm_layer
 from normlab.summary import forward_macs
 
 
@@ -144,7 +144,7 @@ def test_high_resolution_variant_with_a_wider_stem_fits_the_budget(norm):
 def test_high_resolution_blocks_must_leave_blocks_after_the_pool():
     from normlab.models.convmixer import ConvMixer
     with pytest.raises(ValueError, match="hr_blocks"):
-        ConvMixer("bn", stem=32, hr_blocks=9)
+        ConvMixer(get_norm_layer("bn"), stem=32, hr_blocks=9)
 
 
 @pytest.mark.parametrize("norm", ["bn", "gn", "ln"])

@@ -14,7 +14,8 @@ from normlab.pretrained import ENV, load_pretrained, pretrained_card, promote
 @pytest.fixture(scope="module")
 def promoted(tmp_path_factory, real_data_dir):
     """A tiny resnet8-ln run (1 epoch, 512 images, tested), installed into a temporary pretrained folder."""
-    from normlab.engine import TrainConfig, train
+    from normlab.config import TrainConfig
+    from normlab.engine import train
 
     base = tmp_path_factory.mktemp("pretrained")
     run = base / "run"
@@ -52,14 +53,13 @@ def test_a_validation_split_run_is_not_promoted(promoted, tmp_path):
     assert not (tmp_path / "dest" / "ln.safetensors").exists()
 
 
-def test_model_card_names_the_changes_from_the_preset(promoted):
+def test_model_card_names_the_recipe_label_the_run_recorded(promoted):
     from normlab.pretrained import model_card
 
     run, _ = promoted
     results = json.loads((run / "results.json").read_text())
     config = json.loads((run / "config.json").read_text())
-    config["recipe"].update(optimizer="muon", muon_lr=0.1)
-    card = model_card(results, config, "run", "0" * 64)
+    card = model_card({**results, "recipe_label": "fast optimizer=muon muon_lr=0.1"}, config, "run", "0" * 64)
     assert "| recipe | `fast` optimizer=muon muon_lr=0.1 |" in card
     assert "| recipe | `fast` |" in pretrained_card("ln", promoted[1])  # the preset as it is: name only
 
@@ -102,7 +102,7 @@ def test_missing_pretrained_weights_is_a_one_line_error(tmp_path):
 @pytest.mark.parametrize("args, fragment", [
     (["evaluate"], "pass a run folder / .safetensors file, or --pretrained NORM"),
     (["evaluate", "some/run", "--pretrained", "bn"], "not both"),
-    (["predict", "--pretrained", "bn", "."], "not both"),
+    (["predict", "--pretrained", "bn", "."], "names another; pass one of them"),
     (["predict", "some/run"], "at least one image"),
     (["evaluate", "--pretrained", "xn"], "unknown norm 'xn' for --pretrained"),
 ])

@@ -15,7 +15,9 @@ def test_fast_recipe_fields():
     assert r.epochs == 20 and r.batch_size == 256 and r.nesterov and r.momentum == 0.9
     assert r.flip and r.crop_pad == 4 and r.label_smoothing == pytest.approx(0.1)
     assert r.weight_decay == pytest.approx(5e-4) and r.schedule == "onecycle" and r.warmup_epochs == 2
-    assert "validation split" in r.description
+    from normlab.recipes import describe
+
+    assert "one-cycle (2 warm-up epochs)" in describe(r) and "crop 4 + flip" in describe(r)
 
 
 def test_fast_schedule_warms_up_then_decays_to_zero():
@@ -41,40 +43,42 @@ def test_fast_b128_is_fast_at_batch_128_with_the_linearly_scaled_ln_peak():
 def test_fast_crop2_differs_from_fast_only_in_the_crop_padding():
     fast, crop2 = get_recipe("fast"), get_recipe("fast-crop2")
     assert crop2.crop_pad == 2 and fast.crop_pad == 4
-    assert _differing(fast, crop2) == {"name", "crop_pad", "description"}
+    assert _differing(fast, crop2) == {"name", "crop_pad"}
 
 
 @pytest.mark.parametrize("base", ["fast", "fast-b128"])
 def test_ema_recipes_add_only_weight_averaging(base):
     plain, ema = get_recipe(base), get_recipe(f"{base}-ema")
     assert plain.ema_epochs == 0 and ema.ema_epochs == 1.0
-    assert _differing(plain, ema) == {"name", "ema_epochs", "description"}
+    assert _differing(plain, ema) == {"name", "ema_epochs"}
 
 
 @pytest.mark.parametrize("base", ["fast", "fast-b128"])
 def test_muon_recipes_are_their_base_with_muon_and_its_weight_decay(base):
     plain, muon = get_recipe(base), get_recipe(f"{base}-muon")
     assert (muon.optimizer, muon.muon_lr, muon.muon_weight_decay) == ("muon", 0.1, 0.01)
-    assert _differing(plain, muon) == {"name", "optimizer", "muon_lr", "muon_weight_decay", "description"}
-    # the preset is exactly what the README's --set chain gives
+    assert _differing(plain, muon) == {"name", "optimizer", "muon_lr", "muon_weight_decay"}
+    # the preset is exactly what the --set chain docs/recipes.md gives gives
     assert get_recipe(base, optimizer="muon", muon_lr=0.1, muon_weight_decay=0.01).to_dict() == {
-        **muon.to_dict(), "name": base, "description": plain.description}
+        **muon.to_dict(), "name": base}
 
 
 def test_bn_recipe_is_fast_muon_convs_with_muon_peak_0_2():
     convs, bn = get_recipe("fast-muon-convs"), get_recipe("fast-muon-convs-mlr0.2")
     assert (convs.muon_scope, convs.muon_lr, bn.muon_scope, bn.muon_lr) == ("convs", 0.1, "convs", 0.2)
-    assert _differing(convs, bn) == {"name", "muon_lr", "description"}
-    assert "peak 0.2" in bn.description and bn.batch_size == 256
-    # the preset is exactly what the README's --set gives
+    assert _differing(convs, bn) == {"name", "muon_lr"}
+    from normlab.recipes import describe
+
+    assert "Muon on every conv (peak 0.2" in describe(bn) and bn.batch_size == 256
+    # the preset is exactly what the --set docs/recipes.md gives
     assert get_recipe("fast-muon-convs", muon_lr=0.2).to_dict() == {
-        **bn.to_dict(), "name": "fast-muon-convs", "description": convs.description}
+        **bn.to_dict(), "name": "fast-muon-convs"}
 
 
 def test_decay_norms_false_decays_conv_and_linear_weights_only():
     import torch
 
-    from normlab.engine import make_optimizer
+    from normlab.optim import make_optimizer
     from normlab.models import build_model
     from normlab.recipes import parse_settings
 
@@ -98,7 +102,7 @@ def test_decay_norms_false_decays_conv_and_linear_weights_only():
 def test_optimizer_choice():
     import torch
 
-    from normlab.engine import make_optimizer
+    from normlab.optim import make_optimizer
     from normlab.errors import NormlabError
     from normlab.models import build_model
     from normlab.recipes import parse_settings

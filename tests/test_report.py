@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import assert_one_line_error, run_cli
-from normlab import report
+import normlab.reports as report
 from normlab.data import CLASSES
 from normlab.runs import atomic_write_json
 
@@ -175,15 +175,37 @@ def test_html_report_renders_in_chromium(tmp_path):
     assert (tmp_path / "shot.png").stat().st_size > 10_000
 
 
-@pytest.mark.parametrize("html", sorted((ROOT / "results").glob("*/report.html")), ids=lambda p: p.parent.name)
-def test_committed_reports_render_in_chromium(html, tmp_path):
-    state = open_in_chromium(html, tmp_path / "shot.png")
+def test_a_committed_report_redrawn_renders_in_chromium(tmp_path):
+    # results/ keeps no figures or HTML: a copy of a committed report's folder gets them back from its runs'
+    # data (the galleries with CIFAR-10 where NORMLAB_DATA names it, else a note in their place).
+    shutil.copytree(ROOT / "results" / "reference-fp32-epyc", tmp_path / "rep")
+    proc = _script(tmp_path / "rep")
+    assert proc.returncode == 0, proc.stderr
+    state = open_in_chromium(tmp_path / "rep" / "report.html", tmp_path / "shot.png")
     assert state["total"] > 0 and state["loaded"] == state["total"], state
     assert state["errors"] == [], state["errors"]
 
 
+RUN_FIGURES = {"curves.png": ("metrics.jsonl",), "confusion.png": ("confusion_matrix.json",),
+               "misclassified.png": ("misclassified.json", "model.safetensors")}
+
+
+@pytest.mark.parametrize("md", sorted((ROOT / "results").glob("*/report.md")), ids=lambda p: p.parent.name)
+def test_committed_reports_can_be_redrawn_from_their_runs_data(md):
+    """Every run figure a committed report shows can be drawn again: its run folder holds results.json and
+    the data of that figure (the gallery: its record, or the weights to find it again)."""
+    import re
+
+    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md.read_text()):
+        folder, name = (md.parent / link).parent, Path(link).name
+        if folder == md.parent:  # the report's own figures, drawn from its runs' metrics
+            continue
+        assert (folder / "results.json").is_file(), f"{link}: {folder} is not a finished run"
+        assert any((folder / f).is_file() for f in RUN_FIGURES[name]), f"{link}: nothing to draw it from"
+
+
 def test_default_titles_name_what_is_compared():
-    from normlab.report import default_title
+    from normlab.reports import default_title
 
     runs = [{"arch": "s8", "norm": n, "seed": 0} for n in ("bn", "gn", "ln")]
     assert default_title(runs) == "s8: bn, gn, ln compared"
@@ -193,11 +215,13 @@ def test_default_titles_name_what_is_compared():
 
 
 def test_report_tells_apart_runs_that_changed_a_recipe_field(tmp_path):
-    from normlab.recipes import get_recipe
+    """The label each run recorded when it ran, never one worked out from today's presets."""
+    from normlab.recipes import get_recipe, recipe_label
 
     for r in _fake_study(tmp_path, norms=("bn",)):
-        recipe = get_recipe("reference", **({"label_smoothing": 0.1} if r["seed"] else {})).to_dict()
-        atomic_write_json(tmp_path / report.run_name(r) / "config.json", {"recipe": recipe})
+        recipe = get_recipe("reference", **({"label_smoothing": 0.1} if r["seed"] else {}))
+        atomic_write_json(tmp_path / report.run_name(r) / "results.json", {**r, "recipe_label": recipe_label(recipe)})
+        atomic_write_json(tmp_path / report.run_name(r) / "config.json", {"recipe": {"name": "reference"}})
     proc = run_cli("report", tmp_path / "s8-bn-seed0", tmp_path / "s8-bn-seed1", "--out", tmp_path / "rep")
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "rep" / "report.md").read_text()
@@ -209,14 +233,14 @@ def test_curves_of_many_runs_keep_their_panels_and_a_style_each(tmp_path):
     # (matplotlib then warns that constrained_layout was not applied), and tab10's colours repeated.
     import warnings
 
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     runs = _fake_study(tmp_path, norms=("bn",), seeds=(0,))
     folder = tmp_path / report.run_name(runs[0])
     results = [{**runs[0], "recipe": f"fast-b128-ema optimizer=muon muon_lr=0.1 muon_weight_decay={i / 1000}"}
                for i in range(40)]
     seen = []
-    real_savefig = plt.Figure.savefig
+    real_savefig = Figure.savefig
 
     def savefig(fig, *args, **kwargs):
         seen.append(fig)
@@ -224,11 +248,11 @@ def test_curves_of_many_runs_keep_their_panels_and_a_style_each(tmp_path):
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        plt.Figure.savefig = savefig
+        Figure.savefig = savefig
         try:
             report.plot_overlaid_curves([folder] * 40, results, "test", tmp_path / "curves.png")
         finally:
-            plt.Figure.savefig = real_savefig
+            Figure.savefig = real_savefig
     fig = seen[0]
     assert all(ax.get_position().height > 0.1 for ax in fig.axes)  # the four panels keep their room
     assert len(fig.legends) == 1 and len(fig.legends[0].get_texts()) == 40  # one legend, below the panels
@@ -243,12 +267,12 @@ def test_curves_of_a_few_runs_keep_the_legend_in_the_first_panel():
     assert len({(str(s["color"]), s["linestyle"]) for s in report.curve_styles(80)}) == 80
 
 
-def _script(*args):
+def _script(*args, env_extra=None):
     import subprocess
     import sys
 
     return subprocess.run([sys.executable, str(ROOT / "scripts" / "rereport.py"), *map(str, args)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=dict(os.environ, **(env_extra or {})))
 
 
 def test_rereport_rewrites_a_report_from_its_own_run_list(tmp_path):
@@ -280,3 +304,140 @@ def test_rereport_errors_are_one_line(tmp_path):
     assert run_cli("report", tmp_path / "a" / "s8-bn-seed0", "--out", tmp_path / "rep").returncode == 0
     proc = _script(tmp_path / "rep", "--add", tmp_path / "a" / "s8-bn-seed0", "--after", tmp_path / "nowhere")
     assert proc.returncode == 2 and "--after" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- figures drawn again from a run's data -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, real_data_dir) -> Path:
+    """A real, quick run that holds out 100 validation images: its gallery is of that split."""
+    out = tmp_path_factory.mktemp("runs") / "s8-bn-seed0"
+    proc = run_cli("train", "--norm", "bn", "--train-size", "256", "--val-size", "100", "--epochs", "1",
+                   "--data-dir", real_data_dir, "--out", out, "--no-progress", "--precision", "fp32",
+                   "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+FIGURES = ("curves.png", "misclassified.png", "confusion.png")
+
+
+def _copy_run(trained_run: Path, tmp_path: Path, *delete: str) -> Path:
+    run = tmp_path / trained_run.name
+    shutil.copytree(trained_run, run)
+    for name in delete:
+        (run / name).unlink()
+    return run
+
+
+def test_a_run_keeps_the_record_of_its_gallery(trained_run):
+    record = json.loads((trained_run / "misclassified.json").read_text())
+    assert record["split"] == "val" and record["classes"] == list(CLASSES)
+    assert len(record["indices"]) == len(record["true"]) == len(record["pred"]) == 20  # 1 epoch: many wrong
+    assert all(t != p for t, p in zip(record["true"], record["pred"]))
+    assert record["indices"] == sorted(record["indices"]) and max(record["indices"]) < 100
+
+
+def test_report_draws_a_runs_missing_figures_again(trained_run, real_data_dir, tmp_path):
+    drawn = {name: (trained_run / name).read_bytes() for name in FIGURES}
+    run = _copy_run(trained_run, tmp_path, *FIGURES)
+    proc = run_cli("report", run, "--out", tmp_path / "rep", env_extra={"NORMLAB_DATA": str(real_data_dir)})
+    assert proc.returncode == 0, proc.stderr
+    for name in FIGURES:  # the same figures, from metrics.jsonl, confusion_matrix.json, misclassified.json
+        assert (run / name).read_bytes() == drawn[name], name
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "![misclassified](../s8-bn-seed0/misclassified.png) ![confusion](../s8-bn-seed0/confusion.png)" in md
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert html.count("<img ") == 1 + 3 and "not drawn" not in html
+
+
+def test_a_run_without_a_gallery_record_gets_it_from_its_weights(trained_run, real_data_dir, tmp_path):
+    # Runs trained before the record existed: their saved weights, evaluated again, give the same gallery.
+    run = _copy_run(trained_run, tmp_path, *FIGURES, "misclassified.json")
+    assert report.ensure_run_plots(run, data_dir=real_data_dir) == {}
+    assert (run / "misclassified.png").read_bytes() == (trained_run / "misclassified.png").read_bytes()
+    # kept, so that the next redraw needs no model
+    assert (run / "misclassified.json").read_text() == (trained_run / "misclassified.json").read_text()
+    assert all((run / name).is_file() for name in FIGURES)
+    before = {name: (run / name).stat().st_mtime_ns for name in FIGURES}
+    assert report.ensure_run_plots(run, data_dir=real_data_dir) == {}  # nothing missing: nothing drawn
+    assert {name: (run / name).stat().st_mtime_ns for name in FIGURES} == before
+
+
+def test_without_the_data_set_the_report_says_the_gallery_is_left_out(trained_run, tmp_path):
+    run = _copy_run(trained_run, tmp_path, *FIGURES)
+    proc = run_cli("report", run, "--out", tmp_path / "rep", cwd=tmp_path,
+                   env_extra={"NORMLAB_DATA": str(tmp_path / "nowhere"), "NORMLAB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert (run / "curves.png").is_file() and (run / "confusion.png").is_file()
+    assert not (run / "misclassified.png").exists()
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "misclassified.png" not in md and "![confusion](../s8-bn-seed0/confusion.png)" in md
+    assert "*misclassified gallery not drawn: CIFAR-10 was not found (set NORMLAB_DATA to draw it)*" in md
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert html.count("<img ") == 1 + 2 and "misclassified gallery not drawn" in html
+
+
+def test_a_gallery_is_not_drawn_from_images_it_was_not_recorded_from(trained_run, real_data_dir, tmp_path):
+    run = _copy_run(trained_run, tmp_path, "misclassified.png")
+    record = json.loads((run / "misclassified.json").read_text())
+    record["true"][0] = (record["true"][0] + 1) % 10  # as if another data set sat in NORMLAB_DATA
+    atomic_write_json(run / "misclassified.json", record)
+    missing = report.ensure_run_plots(run, data_dir=real_data_dir)
+    assert "does not hold this run's val images" in missing["misclassified.png"]
+    assert not (run / "misclassified.png").exists()
+
+
+def test_rereport_redraws_what_a_report_and_its_runs_lack(trained_run, real_data_dir, tmp_path):
+    run = _copy_run(trained_run, tmp_path)
+    assert run_cli("report", run, "--out", tmp_path / "rep", "--title", "Mine").returncode == 0
+    before = (tmp_path / "rep" / "report.md").read_text()
+    for f in [*(run / name for name in FIGURES), tmp_path / "rep" / "curves.png", tmp_path / "rep" / "report.html"]:
+        f.unlink()
+    proc = _script(tmp_path / "rep", env_extra={"NORMLAB_DATA": str(real_data_dir)})
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "rep" / "report.md").read_text() == before
+    assert all((run / name).is_file() for name in FIGURES)
+    assert (tmp_path / "rep" / "curves.png").is_file()
+    assert (tmp_path / "rep" / "report.html").read_text().count("<img ") == 1 + 3
+
+
+def _fake_batch_study(out: Path) -> list[dict]:
+    results = []
+    for r in _fake_study(out / "src", norms=("bn", "gn"), seeds=(0,)):
+        for bs in (64, 8):  # as the study runs them: large batches first
+            shutil.copytree(out / "src" / f"s8-{r['norm']}-seed0", out / f"s8-{r['norm']}-bs{bs}")
+            results.append({**r, "batch_size": bs, "test_acc": r["test_acc"] + bs / 64, "train_size": 1000,
+                            "lr": 0.05 * bs / 128})
+    shutil.rmtree(out / "src")
+    for r in results:
+        atomic_write_json(out / report.batch_run_name(r) / "results.json", r)
+    return sorted(results, key=lambda r: (-r["batch_size"], r["norm"]))
+
+
+def test_rereport_rewrites_a_batch_size_report_from_its_folder(tmp_path):
+    report.batch_size_report(tmp_path, _fake_batch_study(tmp_path), 0.05)
+    before = (tmp_path / "report.md").read_text()
+    (tmp_path / "report.html").unlink()
+    (tmp_path / "batch_size.png").unlink()
+    proc = _script(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "report.md").read_text() == before  # same runs, order and learning rate
+    assert (tmp_path / "batch_size.png").is_file() and (tmp_path / "report.html").is_file()
+    proc = _script(tmp_path, "--title", "New")
+    assert proc.returncode == 2 and "--title" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_html_reports_embed_figures_as_lossless_webp(tmp_path):
+    from PIL import Image, features
+
+    if not features.check("webp"):
+        pytest.skip("this Pillow cannot write WebP (the report embeds PNG then)")
+    results = _fake_study(tmp_path, norms=("bn",), seeds=(0,))
+    report.compare_report(tmp_path, results)
+    html = (tmp_path / "report.html").read_text()
+    assert html.count('src="data:image/webp;base64,') == 1 + 3 and "data:image/png" not in html
+    data, mime = report._embeddable(tmp_path / "s8-bn-seed0" / "confusion.png")
+    import io
+
+    with Image.open(io.BytesIO(data)) as webp, Image.open(tmp_path / "s8-bn-seed0" / "confusion.png") as png:
+        assert mime == "image/webp" and webp.convert("RGBA").tobytes() == png.convert("RGBA").tobytes()

@@ -11,7 +11,8 @@ import torch
 
 from normlab import count_params, load_model, load_pretrained, pretrained_card
 from normlab.data import load_cifar10
-from normlab.engine import evaluate, split
+from normlab.data import split
+from normlab.evaluation import evaluate
 from normlab.metrics import held_out
 from normlab.norms import USER_NORMS
 from normlab.pretrained import PACKAGED

@@ -6,11 +6,11 @@ import pytest
 
 from conftest import run_cli
 from normlab import cli, study
-from normlab.engine import TrainConfig
+from normlab.config import TrainConfig
 from normlab.errors import NormlabError
 from normlab.sweep import expand, parse_grid, sweep
 
-RUN_FILES = {"config.json", "metrics.jsonl", "results.json", "model.safetensors", "curves.png",
+RUN_FILES = {".normlab-run", "misclassified.json", "config.json", "metrics.jsonl", "results.json", "model.safetensors", "curves.png",
              "misclassified.png", "confusion.png", "confusion_matrix.json"}
 TINY = ["--train-size", "200", "--val-size", "200", "--epochs", "1", "--batch-size", "50", "--precision", "fp32",
         "--no-progress"]
@@ -20,11 +20,11 @@ def test_grid_expands_to_one_named_folder_per_combination(tmp_path):
     grid = parse_grid(["norms=bn,gn", "seeds=0,1", "lrs=0.05", "batch-sizes=64"])
     assert grid == {"norm": ["bn", "gn"], "seed": [0, 1], "lr": [0.05], "batch_size": [64]}
     configs = expand(TrainConfig(), grid, tmp_path)
-    assert [(c.norm, c.seed) for c in configs] == [("bn", 0), ("bn", 1), ("gn", 0), ("gn", 1)]
-    assert [c.out for c in configs][:2] == [str(tmp_path / "s8-bn-reference-bs64-lr0.05-seed0"),
+    assert [(c.config.norm, c.config.seed) for c in configs] == [("bn", 0), ("bn", 1), ("gn", 0), ("gn", 1)]
+    assert [str(c.out) for c in configs][:2] == [str(tmp_path / "s8-bn-reference-bs64-lr0.05-seed0"),
                                             str(tmp_path / "s8-bn-reference-bs64-lr0.05-seed1")]
     # Without batch-sizes/lrs in the grid the names carry the recipe's values.
-    assert expand(TrainConfig(), parse_grid(["recipes=reference-decay"]), tmp_path)[0].out.endswith(
+    assert expand(TrainConfig(), parse_grid(["recipes=reference-decay"]), tmp_path)[0].out.name.endswith(
         "s8-bn-reference-decay-bs128-lr0.05-seed0")
 
 
@@ -33,11 +33,11 @@ def test_grid_expands_to_one_named_folder_per_combination(tmp_path):
     (["norms"], "expected KEY=V1,V2,..."),
     (["norms=bn", "norms=gn"], "norms is given twice"),
     (["seeds=a,b"], "is not a comma-separated list of ints"),
-    (["norms=bn,xx"], "unknown norm xx"),
-    (["archs=s9"], "unknown s9"),
+    (["norms=bn,xx"], "unknown norm 'xx'"),
+    (["archs=s9"], "unknown arch 's9'"),
     (["recipes=nosuch"], "unknown recipe 'nosuch'"),
-    (["batch-sizes=0"], "--batch-size must be at least 1"),
-    (["lrs=-1"], "--lr must be positive"),
+    (["batch-sizes=0"], "batch_size must be at least 1"),
+    (["lrs=-1"], "lr must be positive"),
     (["seeds=1,1"], "repeated values"),
 ])
 def test_bad_grids_are_one_line_errors(tmp_path, items, message):
@@ -48,7 +48,7 @@ def test_bad_grids_are_one_line_errors(tmp_path, items, message):
 def test_bad_grid_on_the_command_line_exits_2(tmp_path, capsys):
     assert cli.main(["sweep", "--grid", "norms=bn,xx", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("normlab: error: unknown norm xx") and err.count("\n") == 1
+    assert err.startswith("normlab: error: unknown norm 'xx'") and err.count("\n") == 1
 
 
 def test_missing_ray_says_what_to_install(tmp_path, monkeypatch, capsys):

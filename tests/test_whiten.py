@@ -5,7 +5,8 @@ import torch.nn.functional as F
 
 from normlab import build_model
 from normlab.data import load_cifar10
-from normlab.engine import TrainConfig, train
+from normlab.config import TrainConfig
+from normlab.engine import train
 from normlab.errors import NormlabError
 from normlab.recipes import get_recipe
 from normlab.whiten import first_conv, whiten_stem

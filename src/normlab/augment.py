@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .models.common import CIFAR_MEAN
+from .data import CIFAR_MEAN
 
 
 def flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -1,22 +1,28 @@
-"""Command-line interface: argument parsing only; every command calls the plain Python API."""
+"""Command-line interface: argument parsing and printing only; every command calls :mod:`normlab.api`.
+
+Importing this module imports no torch, so ``normlab --help`` and ``normlab recipes`` answer at once;
+each command imports what it needs when it runs. Every error a user can cause ends as one line on stderr
+and exit status 2 (:func:`main` is the one boundary where that happens).
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from pathlib import Path
 
-from . import __version__, distributed
+from .version import __version__
 from .errors import NormlabError
-from .heap import keep_freed_memory
-from .metrics import headline, held_out
-from .models import ARCHS
-from .norms import USER_NORMS
-from .recipes import RECIPES, get_recipe, parse_settings
+from .names import ARCH_NAMES, USER_NORMS
+from .recipes import RECIPES, all_recipes, describe, get_recipe, parse_settings
+
+ENVIRONMENT = ("environment: NORMLAB_DATA (CIFAR-10 folder), NORMLAB_OFFLINE=1 (never download), "
+               "NORMLAB_MALLOC=system (leave glibc's malloc as it is; by default normlab keeps freed memory "
+               "for reuse, which spares CPU runs page faults on large tensors)")
 
 
 def _add_train_options(p: argparse.ArgumentParser, single: bool, out_default: str = "") -> None:
-    p.add_argument("--arch", default="s8", choices=list(ARCHS), help="architecture (default: s8)")
+    p.add_argument("--arch", default="s8", help=f"architecture: {', '.join(ARCH_NAMES)} (default: s8)")
     if single:
         p.add_argument("--norm", default="bn", help=f"normalization: {', '.join(USER_NORMS)} (default: bn)")
         p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -41,17 +47,15 @@ def _add_train_options(p: argparse.ArgumentParser, single: bool, out_default: st
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the model (worth it on GPUs; see docs/benchmarks.md for the CPU)")
     p.add_argument("--no-budget", action="store_true", help="allow more than 50,000 parameters or 20 epochs")
-    p.add_argument("--overwrite", action="store_true", help="replace a finished run instead of refusing")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished run (the old one is kept until the new one has finished)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="normlab", description="Train and compare small CIFAR-10 classifiers that differ only in their "
-                                    "normalization layer (BN, GN, LN).",
-        epilog="environment: NORMLAB_DATA (CIFAR-10 folder), NORMLAB_OFFLINE=1 (never download), "
-               "NORMLAB_MALLOC=system (leave glibc's malloc as it is; by default normlab keeps freed memory "
-               "for reuse, which spares CPU runs page faults on large tensors)")
+                                    "normalization layer (BN, GN, LN).", epilog=ENVIRONMENT)
     parser.add_argument("--version", action="version", version=f"normlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -82,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train nothing: write the report from the runs of these norms and seeds that are finished")
 
     p = sub.add_parser("report", help="a comparison report of finished runs from any folders (e.g. different "
-                       "learning rates or architectures)")
+                       "learning rates or architectures); redraws their figures from their data")
     p.add_argument("runs", nargs="+", metavar="RUN", help="finished run folders")
     p.add_argument("--out", required=True, help="folder for report.md, report.html and curves.png")
     p.add_argument("--title", help="the report's title (default: its architectures and norms)")
@@ -120,120 +124,105 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("recipes", help="the recipe presets; with a name, every setting of that recipe")
     p.add_argument("name", nargs="?", help="a preset (default: list them all)")
+    p.add_argument("--all", action="store_true", help="list the experimental presets too")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="recipe_set",
                    help="show the recipe as train would run it with these overrides (repeatable)")
 
     p = sub.add_parser("summary", help="layer table: output shape, parameters, receptive field")
-    p.add_argument("--arch", default="s8", choices=list(ARCHS))
-    p.add_argument("--norm", default="bn")
+    p.add_argument("--arch", default="s8", help=f"architecture: {', '.join(ARCH_NAMES)} (default: s8)")
+    p.add_argument("--norm", default="bn", help=f"normalization: {', '.join(USER_NORMS)} (default: bn)")
     return parser
 
 
-def cmd_train(a) -> None:
-    from .engine import TrainConfig, train
+def parse_list(text: str, what: str, cast=str) -> list:
+    """``"bn,gn"`` -> ``["bn", "gn"]`` (``cast`` applied to each), or a one-line error."""
+    from .study import parse_list as parse
 
-    cfg = TrainConfig(arch=a.arch, norm=a.norm, recipe=a.recipe, seed=a.seed, epochs=a.epochs,
-                      batch_size=a.batch_size, lr=a.lr, recipe_overrides=parse_settings(a.recipe_set),
-                      train_size=a.train_size, val_size=a.val_size, device=a.device, precision=a.precision,
-                      data_dir=a.data_dir, out=a.out,
-                      budget=not a.no_budget, resume=a.resume, overwrite=a.overwrite, progress=not a.no_progress,
-                      compile=a.compile, sync_bn=a.sync_bn)
-    _validate_norm(a.norm)
-    r = train(cfg)
+    return parse(text, what, cast=cast)
+
+
+def config_from_args(a: argparse.Namespace, **fixed):
+    """The one place a TrainConfig is built from command-line arguments (``fixed``: what the command sets
+    itself, e.g. a study's batch size)."""
+    from .config import TrainConfig
+
+    fields = dict(arch=a.arch, norm=getattr(a, "norm", "bn"), recipe=a.recipe, seed=getattr(a, "seed", 0),
+                  epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, recipe_overrides=parse_settings(a.recipe_set),
+                  train_size=a.train_size, val_size=a.val_size, device=a.device, precision=a.precision,
+                  data_dir=a.data_dir, out=getattr(a, "out", None), budget=not a.no_budget,
+                  resume=getattr(a, "resume", False), overwrite=a.overwrite, progress=not a.no_progress,
+                  compile=a.compile, sync_bn=getattr(a, "sync_bn", False))
+    return TrainConfig(**{**fields, **fixed})
+
+
+def _headline(r: dict) -> str:
+    from .metrics import headline
+
+    return headline(r)
+
+
+def cmd_train(a) -> None:
+    from . import api, distributed
+
+    cfg = config_from_args(a)
+    r = api.train(cfg)
     if not distributed.from_env().is_main:
         return  # under torchrun, rank 0 reports
-    print(f"done: train {r['train_acc']:.2f}%  {headline(r)}  in {r['seconds']:.0f} s "
+    print(f"done: train {r['train_acc']:.2f}%  {_headline(r)}  in {r['seconds']:.0f} s "
           f"({r['images_per_second']:,.0f} img/s) -> {cfg.out or cfg.default_out()}")
 
 
-def _validate_norm(norm: str) -> None:
-    if norm not in USER_NORMS:
-        raise NormlabError(f"unknown norm {norm!r}; choose one of {', '.join(USER_NORMS)}")
-
-
 def cmd_compare(a) -> None:
-    from .engine import TrainConfig
-    from .study import compare, parse_list
+    from . import api
 
-    norms = parse_list(a.norms, "norms", USER_NORMS)
-    seeds = parse_list(a.seeds, "seeds", cast=int)
-    out = Path(a.out or f"runs/compare-{a.arch}-{a.recipe}")
-    base = TrainConfig(arch=a.arch, recipe=a.recipe, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                       recipe_overrides=parse_settings(a.recipe_set), train_size=a.train_size,
-                       val_size=a.val_size, device=a.device, precision=a.precision,
-                       data_dir=a.data_dir, budget=not a.no_budget, overwrite=a.overwrite,
-                       progress=not a.no_progress, compile=a.compile)
-    results = compare(base, norms, seeds, out, report_only=a.report_only)
+    results = api.compare(parse_list(a.norms, "norms"), parse_list(a.seeds, "seeds", cast=int), a.out,
+                          config_from_args(a, out=None), report_only=a.report_only)
     for r in results:
-        print(f"{r['norm']} seed {r['seed']}: train {r['train_acc']:.2f}%  {headline(r)}  {r['seconds']:.0f} s")
+        print(f"{r['norm']} seed {r['seed']}: train {r['train_acc']:.2f}%  {_headline(r)}  {r['seconds']:.0f} s")
 
 
 def cmd_report(a) -> None:
-    from .study import report_runs
+    from . import api
 
-    out = Path(a.out)
-    results = report_runs([Path(r) for r in a.runs], out, a.title)
-    print(f"report of {len(results)} run{'s' * (len(results) != 1)}: {out / 'report.md'} and {out / 'report.html'}")
+    results = api.report(a.runs, a.out, a.title)
+    print(f"report of {len(results)} run{'s' * (len(results) != 1)}: {a.out}/report.md and {a.out}/report.html")
 
 
 def cmd_study(a) -> None:
-    from .engine import TrainConfig
-    from .study import batch_size_study, parse_list
+    from . import api
 
-    norms = parse_list(a.norms, "norms", USER_NORMS)
-    sizes = parse_list(a.batch_sizes, "batch-sizes", cast=int)
     if a.batch_size is not None:
         raise NormlabError("--batch-size does not apply to a batch-size study; use --batch-sizes")
-    out = Path(a.out or f"runs/study-batch-size-{a.arch}-{a.recipe}")
-    base = TrainConfig(arch=a.arch, recipe=a.recipe, seed=a.seed, epochs=a.epochs, lr=a.lr,
-                       recipe_overrides=parse_settings(a.recipe_set), train_size=a.train_size,
-                       val_size=a.val_size, device=a.device, precision=a.precision,
-                       data_dir=a.data_dir, budget=not a.no_budget, overwrite=a.overwrite,
-                       progress=not a.no_progress, compile=a.compile)
-    for r in batch_size_study(base, norms, sizes, out):
-        print(f"{r['norm']} batch {r['batch_size']}: {headline(r)}  {r['seconds']:.0f} s")
+    results = api.study_batch_size(parse_list(a.norms, "norms"), parse_list(a.batch_sizes, "batch-sizes", cast=int),
+                                   a.out, config_from_args(a, out=None))
+    for r in results:
+        print(f"{r['norm']} batch {r['batch_size']}: {_headline(r)}  {r['seconds']:.0f} s")
 
 
 def cmd_sweep(a) -> None:
-    from .engine import TrainConfig
-    from .sweep import parse_grid, sweep
+    from . import api
+    from .metrics import held_out
+    from .sweep import parse_grid
 
     grid = parse_grid(a.grid)
-    base = TrainConfig(arch=a.arch, norm=a.norm, recipe=a.recipe, seed=a.seed, epochs=a.epochs,
-                       batch_size=a.batch_size, lr=a.lr, recipe_overrides=parse_settings(a.recipe_set),
-                       train_size=a.train_size, val_size=a.val_size, device=a.device, precision=a.precision,
-                       data_dir=a.data_dir, budget=not a.no_budget, overwrite=a.overwrite,
-                       progress=not a.no_progress, compile=a.compile)
-    results = sweep(base, grid, Path(a.out or "runs/sweep"), backend=a.backend, address=a.address,
-                    cpus_per_task=a.cpus_per_task, gpus_per_task=a.gpus_per_task)
+    results = api.sweep(grid, a.out or "runs/sweep", config_from_args(a, out=None), backend=a.backend,
+                        address=a.address, cpus_per_task=a.cpus_per_task, gpus_per_task=a.gpus_per_task)
     held = held_out(results[0])
     print(f"done: {len(results)} runs, {held} accuracy {min(r[f'{held}_acc'] for r in results):.2f}% to "
           f"{max(r[f'{held}_acc'] for r in results):.2f}%")
 
 
 def cmd_evaluate(a) -> None:
-    from .data import load_cifar10
-    from .engine import evaluate, resolve_device, run_val_size, split
-    from .metrics import confusion_matrix, per_class_accuracy
+    from . import api
+    from .data import CLASSES
 
-    if a.split == "val" and a.pretrained:
-        raise NormlabError("--split val: the pretrained models were trained on all 50,000 training images and "
-                           "have no validation split; use --split test")
-    val_size = run_val_size(a.path) if a.split == "val" and a.path else 0
-    model = _load(a.path, a.pretrained)
-    data = load_cifar10(a.data_dir)
-    _, _, (s, x, y) = split(data, None, val_size)  # val_size 0: the test set
-    device = resolve_device(a.device)
-    r = evaluate(model.to(device), x, y, device, "fp32", flip_tta=a.flip_tta)
-    cm = confusion_matrix(y, r["pred"])
-    out = {f"{s}_acc": round(r["acc"], 2), f"{s}_loss": round(r["loss"], 4),
-           f"per_class_{s}_acc": dict(zip(data.classes, per_class_accuracy(cm))), "confusion_matrix": cm.tolist()}
-    if a.flip_tta:
-        out[f"{s}_acc_flip_tta"] = round(r["acc_flip_tta"], 2)
+    out = api.evaluate(a.path, pretrained=a.pretrained, split=a.split, data_dir=a.data_dir, device=a.device,
+                       flip_tta=a.flip_tta)
     if a.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"{s} accuracy {out[f'{s}_acc']:.2f}%  (loss {out[f'{s}_loss']:.4f}, {len(y):,} images)")
+    s = "val" if "val_acc" in out else "test"
+    print(f"{s} accuracy {out[f'{s}_acc']:.2f}%  (loss {out[f'{s}_loss']:.4f}, {out['images']:,} images)")
     if a.flip_tta:
         print(f"with flip test-time augmentation {out[f'{s}_acc_flip_tta']:.2f}% (mean of each image's and its "
               "mirror's logits; not the single-view figure)")
@@ -241,51 +230,28 @@ def cmd_evaluate(a) -> None:
     for name, acc in out[f"per_class_{s}_acc"].items():
         print(f"  {name:<11}{acc:6.2f}%")
     print("\nconfusion matrix (rows: true, columns: predicted):")
-    print(" " * 11 + "".join(f"{c[:5]:>6}" for c in data.classes))
-    for name, row in zip(data.classes, cm.tolist()):
+    print(" " * 11 + "".join(f"{c[:5]:>6}" for c in CLASSES))
+    for name, row in zip(CLASSES, out["confusion_matrix"]):
         print(f"{name:<11}" + "".join(f"{v:>6}" for v in row))
 
 
-def _load(path: str | None, pretrained: str | None):
-    """The model named by exactly one of a PATH (run folder or weights file) and --pretrained NORM."""
-    if (path is None) == (pretrained is None):
-        raise NormlabError("pass either a run folder / .safetensors file or --pretrained NORM, not both"
-                           if path else "pass a run folder / .safetensors file, or --pretrained NORM")
-    if pretrained:
-        from .pretrained import load_pretrained
-        return load_pretrained(pretrained)
-    from .engine import load_model
-    return load_model(path)
+def _is_model_path(text: str) -> bool:
+    from pathlib import Path
+
+    return Path(text).is_dir() or text.endswith(".safetensors")
 
 
 def cmd_predict(a) -> None:
-    import torch
-    from PIL import Image, UnidentifiedImageError
+    from . import api
 
-    from .data import CLASSES
-
-    if a.top < 1:
-        raise NormlabError(f"--top must be at least 1, got {a.top}")
     path, images = (None, a.inputs) if a.pretrained else (a.inputs[0], a.inputs[1:])
-    if a.pretrained and (Path(images[0]).is_dir() or images[0].endswith(".safetensors")):
-        path = images[0]  # a model given twice: _load says so
+    if a.pretrained and _is_model_path(images[0]):
+        raise NormlabError(f"{images[0]} is a model, and --pretrained {a.pretrained} names another; pass one "
+                           "of them")
     if not images:
         raise NormlabError("pass a model (run folder, .safetensors file or --pretrained NORM) and at least one image")
-    model = _load(path, a.pretrained)
-    for name in images:
-        try:
-            with Image.open(name) as im:
-                im = im.convert("RGB").resize((32, 32), Image.Resampling.BICUBIC)
-        except FileNotFoundError:
-            raise NormlabError(f"{name}: file not found") from None
-        except (UnidentifiedImageError, OSError) as exc:
-            raise NormlabError(f"{name}: not an image Pillow can read ({exc.__class__.__name__}); "
-                               "pass a PNG, JPEG or other image file") from None
-        x = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(32, 32, 3).permute(2, 0, 1)
-        with torch.inference_mode():
-            probs = model(x[None].float() / 255).softmax(1)[0]
-        top = probs.topk(min(a.top, 10))
-        print(f"{name}: " + ", ".join(f"{CLASSES[i]} {100 * float(p):.1f}%" for p, i in zip(top.values, top.indices)))
+    for name, top in zip(images, api.predict(path, images, pretrained=a.pretrained, top=a.top)):
+        print(f"{name}: " + ", ".join(f"{c} {100 * p:.1f}%" for c, p in top))
 
 
 def cmd_recipes(a) -> None:
@@ -294,19 +260,22 @@ def cmd_recipes(a) -> None:
     if a.name is None:
         if a.recipe_set:
             raise NormlabError("recipes --set needs a recipe name, e.g. normlab recipes fast --set lr=0.1")
-        width = max(map(len, RECIPES))
-        for name, recipe in RECIPES.items():
-            lines = textwrap.wrap(recipe.description, 96 - width) or [""]
+        presets = all_recipes() if a.all else RECIPES
+        width = max(map(len, presets))
+        for name, recipe in presets.items():
+            lines = textwrap.wrap(describe(recipe), 100 - width) or [""]
             print(f"{name:<{width}}  {lines[0]}")
             for line in lines[1:]:
                 print(f"{'':<{width}}  {line}")
+        if not a.all:
+            print(f"\n({len(all_recipes()) - len(RECIPES)} experimental presets: normlab recipes --all)")
         return
     overrides = parse_settings(a.recipe_set)
     recipe = get_recipe(a.name, **overrides)
-    fields = recipe.to_dict()
-    print(f"{recipe.name}: {fields.pop('description')}")
+    print(f"{recipe.name}: {describe(recipe)}")
     if overrides:
         print("with " + ", ".join(f"{k}={v}" for k, v in overrides.items()) + ":")
+    fields = recipe.to_dict()
     fields.pop("name")
     width = max(map(len, fields))
     for key, value in fields.items():
@@ -323,23 +292,43 @@ def cmd_summary(a) -> None:
 COMMANDS = {"train": cmd_train, "compare": cmd_compare, "report": cmd_report, "study": cmd_study,
             "sweep": cmd_sweep, "evaluate": cmd_evaluate, "predict": cmd_predict, "recipes": cmd_recipes,
             "summary": cmd_summary}
+# Commands that compute with torch on the CPU: they keep freed memory for reuse (normlab.heap).
+COMPUTING = {"train", "compare", "study", "sweep", "evaluate", "predict"}
+
+
+def _os_error(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    fix = {13: "pass a path you can write to", 30: "pass a path on a writable disk",
+           28: "free some disk space", 20: "a part of the path is a file, not a folder; pass another path",
+           21: "pass a file, not a folder", 2: "check the path"}.get(exc.errno, "check the path and try again")
+    return f"{where}{exc.strerror or exc}; {fix}"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    keep_freed_memory()  # every command's CPU passes reuse freed memory (normlab.heap)
+    if args.command in COMPUTING:
+        from .heap import keep_freed_memory
+
+        keep_freed_memory()  # large activations stop page-faulting every step (normlab.heap)
     rank = ""  # under torchrun: "rank R/W: " before each message
     finished = False
+    distributed = None
     try:
-        rank = distributed.from_env().prefix
-        if rank and args.command != "train":
+        if args.command == "train":
+            from . import distributed
+
+            rank = distributed.from_env().prefix
+        elif os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
             raise NormlabError(f"torchrun runs `normlab train` (one model, data-parallel); `normlab "
                                f"{args.command}` runs in one process (many runs at once: `normlab sweep`)")
         COMMANDS[args.command](args)
         finished = True
     except NormlabError as exc:
-        if not isinstance(exc, distributed.SharedError):  # rank 0 has printed it
+        if distributed is None or not isinstance(exc, distributed.SharedError):  # rank 0 has printed it
             print(f"normlab: error: {rank}{exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the disk, not normlab: a full disk, a read-only folder, a path through a file
+        print(f"normlab: error: {rank}{_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("normlab: interrupted; finished epochs are saved: rerun with --resume to continue", file=sys.stderr)
@@ -352,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
               "message says why)", file=sys.stderr)
         return 1
     finally:
-        distributed.shutdown(finished)  # a no-op without a process group
+        if distributed is not None:
+            distributed.shutdown(finished)  # a no-op without a process group
     return 0
 
 

@@ -33,6 +33,10 @@ ROWS_PER_BATCH = 10_000
 ENV_VAR = "NORMLAB_DATA"
 OFFLINE_VAR = "NORMLAB_OFFLINE"  # set to 1 to never download
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# Training-set channel statistics, as the reference used them (models standardize their inputs with them).
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2471, 0.2435, 0.2616)
+SPLIT_SEED = 2024  # the validation split is the same for every run, whatever its seed
 
 
 @dataclass
@@ -112,8 +116,12 @@ def read_batch(path: str | os.PathLike, rows: int | None = None) -> tuple[np.nda
     if data.shape != (rows, 3072):
         raise NormlabError(f"{path}: 'data' has shape {data.shape}, expected ({rows}, 3072)")
     labels = np.asarray(labels)
-    if labels.shape != (rows,) or not np.issubdtype(labels.dtype, np.integer):
-        raise NormlabError(f"{path}: 'labels' must be {rows} integers, found shape {labels.shape}")
+    if labels.shape != (rows,):
+        raise NormlabError(f"{path}: 'labels' must be {rows} integers, found shape {labels.shape}; "
+                           "delete the file to download a fresh copy")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise NormlabError(f"{path}: 'labels' must be integers, found {labels.dtype}; delete the file to "
+                           "download a fresh copy")
     if labels.min() < 0 or labels.max() > 9:
         raise NormlabError(f"{path}: labels must lie in 0..9, found {labels.min()}..{labels.max()}")
     return data.reshape(rows, 3, 32, 32), labels.astype(np.int64)
@@ -218,3 +226,53 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, download_missing: bo
             classes=read_classes(folder),
         )
     return _CACHE[folder]
+
+
+def split(data: Cifar10, train_size: int | None, val_size: int):
+    """Training images (the first ``train_size``), and the held-out set as ``(name, images, labels)``: the
+    last ``val_size`` training images of a fixed shuffle when asked for ("val"), the test set otherwise."""
+    n = len(data.train_x)
+    if not 0 <= val_size < n:
+        raise NormlabError(f"--val-size must be between 0 and {n - 1}, got {val_size}")
+    train_x, train_y = data.train_x, data.train_y
+    held = ("test", data.test_x, data.test_y)
+    if val_size:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
+        held = ("val", train_x[order[-val_size:]], train_y[order[-val_size:]])
+        train_x, train_y = train_x[order[:-val_size]], train_y[order[:-val_size]]
+    if train_size is not None:
+        if not 1 <= train_size <= len(train_x):
+            raise NormlabError(f"--train-size must be between 1 and {len(train_x)}, got {train_size}")
+        train_x, train_y = train_x[:train_size], train_y[:train_size]
+    return train_x, train_y, held
+
+
+def load_image(path: str | os.PathLike) -> torch.Tensor:
+    """An image file of any size and mode as uint8 (3, 32, 32), resized with bicubic filtering, or a
+    one-line error naming the file. Oversized headers (decompression bombs) are refused before decoding;
+    16-bit images keep their tones (Pillow's RGB conversion would clip them to white)."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+                    wide = np.asarray(im, dtype=np.int64)
+                    peak = 65535 if im.mode.startswith("I;16") else int(wide.max(initial=0))
+                    scale = 1 if peak <= 255 else 257 if peak <= 65535 else 16843009
+                    im = Image.fromarray((wide // scale).clip(0, 255).astype(np.uint8), "L")
+                im = im.convert("RGB").resize((32, 32), Image.Resampling.BICUBIC)
+    except FileNotFoundError:
+        raise NormlabError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise NormlabError(f"{path}: is a folder, not an image file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise NormlabError(f"{path}: the image claims more than {Image.MAX_IMAGE_PIXELS:,} pixels, too many to "
+                           "decode safely; pass a smaller image") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise NormlabError(f"{path}: not an image Pillow can read ({exc.__class__.__name__}); pass a PNG, "
+                           "JPEG or other image file") from None
+    return torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(32, 32, 3).permute(2, 0, 1).contiguous()

@@ -7,12 +7,13 @@ exactly 32 MiB in bf16 and 64 MiB in float32. Each comes back from the kernel as
 every step paid for them again in minor page faults, zeroing and TLB work: convmixer-hr2-BN spent about
 a third of its CPU time in the kernel and stepped at 617 images/s on random tensors; with the settings
 below, 938 (its whole training pipeline, with augmentation, Muon and evaluation: 1.15x; docs/benchmarks.md,
-"Page faults at 32x32"). Same arithmetic, same numbers to the bit.
+"Memory allocation: page faults at 32x32"). Same arithmetic, same numbers to the bit.
 
 :func:`keep_freed_memory` turns off malloc's use of ``mmap`` (``M_MMAP_MAX`` 0: big blocks come from the
 heap and are reused) and its trimming of the heap's top (``M_TRIM_THRESHOLD`` at its maximum). The
 process then holds on to its peak memory until it exits, which a training or evaluation run does anyway.
-Set ``NORMLAB_MALLOC=system`` to leave malloc as it is.
+Set ``NORMLAB_MALLOC=system`` to leave malloc as it is. The CLI calls it for every command that computes;
+the library never does it behind a caller's back: API users who want it call it once themselves.
 """
 from __future__ import annotations
 

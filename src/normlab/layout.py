@@ -6,7 +6,7 @@ pooling (a mean or an adaptive pool: its gradient is the output's, spread over H
 contiguous-copy path (see :class:`normlab.norms.GroupNorm`). Every layer before such a point then runs
 its backward on mixed layouts, which those kernels handle slowly: with the gradient of convmixer-s16-res-BN's
 global pool in NCHW, a BatchNorm backward took 37 ms per call where it takes 5 ms on matching layouts
-(docs/benchmarks.md, "Gradient layout at the global pool").
+(docs/benchmarks.md, "Memory layout").
 """
 from __future__ import annotations
 

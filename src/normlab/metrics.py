@@ -31,3 +31,12 @@ def headline(results: dict) -> str:
     """A finished run's headline figure as text: e.g. "test 87.98%", or "val 88.18%"."""
     held = held_out(results)
     return f"{held} {results[f'{held}_acc']:.2f}%"
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    import statistics
+
+    if len(values) == 1:
+        return values[0], 0.0
+    return statistics.mean(values), statistics.stdev(values)

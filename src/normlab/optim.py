@@ -1,4 +1,5 @@
-"""Optimizers beyond one torch.optim class: Muon for the pointwise convs, SGD for everything else.
+"""Optimizers: the one factory a run gets its optimizer from (:func:`make_optimizer`), Muon for the convs
+next to SGD for everything else, and the weight average (:class:`WeightAverage`).
 
 Muon (Jordan et al., 2024; ``torch.optim.Muon``) replaces each step of a weight matrix by the nearest
 semi-orthogonal matrix to its momentum (a few Newton-Schulz iterations), so every direction of the matrix
@@ -19,6 +20,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from .errors import NormlabError
+from .recipes import Recipe
 
 
 def pointwise_weights(model: nn.Module) -> list[torch.Tensor]:
@@ -107,3 +111,52 @@ class MuonSGD:
     def load_state_dict(self, state: dict) -> None:
         self.sgd.load_state_dict(state["sgd"])
         self.muon.load_state_dict(state["muon"])
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """The optimizer ``recipe`` names, over every parameter of ``model``."""
+    matrices = muon_weights(model, recipe.muon_scope) if recipe.optimizer == "muon" else []  # Muon's share
+    if recipe.optimizer == "muon" and not matrices:
+        raise NormlabError("optimizer=muon with muon_scope=pointwise needs 1x1 convs to optimize (the "
+                           "convmixer architectures have them); set muon_scope=convs or pick another optimizer")
+    taken = {id(p) for p in matrices}
+    params: list = [p for p in model.parameters() if id(p) not in taken]
+    if not recipe.decay_norms:  # weight decay on conv and linear weights only, not on 1-d parameters
+        params = [{"params": [p for p in params if p.ndim > 1]},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "muon":
+        return MuonSGD(matrices, params, lr=recipe.lr, muon_lr=recipe.muon_lr, momentum=recipe.momentum,
+                       nesterov=recipe.nesterov, weight_decay=recipe.weight_decay,
+                       muon_weight_decay=recipe.muon_weight_decay, muon_momentum=recipe.muon_momentum)
+    return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
+                           nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+
+
+class WeightAverage:
+    """An exponential moving average of ``model``'s weights and buffers (``Recipe.ema_epochs``), updated
+    after every optimizer step. The first updates average over fewer steps ((1 + n) / (10 + n)), so the
+    average is not anchored to the random initial weights."""
+
+    def __init__(self, model: nn.Module, ema_epochs: float, steps_per_epoch: int):
+        from torch.optim.swa_utils import AveragedModel
+
+        decay = 1.0 - 1.0 / max(1.0, ema_epochs * steps_per_epoch)
+
+        def update(averaged: list, current: list, n_averaged: torch.Tensor) -> None:
+            if not averaged[0].is_floating_point():  # BatchNorm's step counters
+                torch._foreach_copy_(averaged, current)
+                return
+            n = float(n_averaged)
+            torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1.0 + n) / (10.0 + n)))
+
+        self.source = model
+        self.averaged = AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+
+    @property
+    def model(self) -> nn.Module:
+        return self.averaged.module
+
+    def update(self) -> None:
+        self.averaged.update_parameters(self.source)

@@ -15,15 +15,13 @@ from pathlib import Path
 
 import torch
 
+from .config import EPOCH_BUDGET, PARAM_BUDGET
 from .errors import NormlabError
-from .norms import USER_NORMS
-from .recipes import changes_from_preset
+from .norms import check_norm
 from .runs import CONFIG, RESULTS, WEIGHTS, atomic_write_bytes, atomic_write_text, read_json
 
 ENV = "NORMLAB_PRETRAINED_DIR"
 PACKAGED = Path(__file__).with_name("pretrained")
-PARAM_BUDGET = 50_000  # as engine.PARAM_BUDGET; not imported to keep this module light
-EPOCH_BUDGET = 20
 
 
 def pretrained_dir(folder: str | os.PathLike | None = None) -> Path:
@@ -32,8 +30,7 @@ def pretrained_dir(folder: str | os.PathLike | None = None) -> Path:
 
 
 def _check_norm(norm: str) -> None:
-    if norm not in USER_NORMS:
-        raise NormlabError(f"unknown norm {norm!r} for --pretrained; choose one of {', '.join(USER_NORMS)}")
+    check_norm(norm, where=" for --pretrained")
 
 
 def weights_path(norm: str, folder: str | os.PathLike | None = None) -> Path:
@@ -43,7 +40,7 @@ def weights_path(norm: str, folder: str | os.PathLike | None = None) -> Path:
     if not path.is_file():
         raise NormlabError(
             f"no pretrained {norm} model is installed ({path} is missing); train one with `normlab train "
-            f"--arch resnet8 --norm {norm} --recipe fast` and pass its run folder instead, or install it as "
+            f"--arch convmixer-s16 --norm {norm} --recipe fast` and pass its run folder instead, or install it as "
             f"the default with `python scripts/promote_pretrained.py RUN_FOLDER`")
     return path
 
@@ -52,7 +49,7 @@ def load_pretrained(norm: str, folder: str | os.PathLike | None = None) -> torch
     """The pretrained ``norm`` model in eval mode: float images in [0, 1], (N, 3, 32, 32) -> logits (N, 10)."""
     from safetensors import safe_open
 
-    from .engine import load_model
+    from .weights import load_model
 
     path = weights_path(norm, folder)
     model = load_model(path)  # one-line errors for unreadable or foreign files
@@ -91,7 +88,7 @@ def model_card(results: dict, config: dict, run_name: str, sha256: str) -> str:
         ("norm", f"`{r['norm']}`"),
         ("parameters", f"{r['params']:,} (every parameter, trainable or frozen)"),
         ("epochs", r["epochs"]),
-        ("recipe", " ".join([f"`{r['recipe']}`", *changes_from_preset(r["recipe"], recipe)])),
+        ("recipe", " ".join([f"`{r['recipe']}`", *(r.get("recipe_label") or r["recipe"]).split()[1:]])),
         ("seed", r["seed"]),
         ("test accuracy (single view, float32)", _pct(r.get("test_acc"))),
     ]
@@ -122,7 +119,7 @@ def model_card(results: dict, config: dict, run_name: str, sha256: str) -> str:
 def promote(run: str | os.PathLike, folder: str | os.PathLike | None = None) -> Path:
     """Install the finished run ``run`` as the pretrained default for its norm: copy its weights to
     ``<folder>/<norm>.safetensors`` and write ``<norm>.md`` from its run data. Returns the weights path."""
-    from .engine import load_model
+    from .weights import load_model
 
     run = Path(run)
     if not (run / RESULTS).is_file():

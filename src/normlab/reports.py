@@ -4,14 +4,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from .errors import NormlabError
+from .metrics import headline, held_out
+from .runs import METRICS, RESULTS, atomic_write_json, atomic_write_text, read_json, read_jsonl, save_figure
 
-from .metrics import headline, held_out  # noqa: E402
-from .runs import save_figure  # noqa: E402
+# Figures are drawn on bare ``Figure`` objects, which render through the Agg canvas on their own: importing
+# pyplot (or calling ``matplotlib.use``) here would pick or switch the backend of whoever imports normlab,
+# e.g. a notebook's inline backend.
+
+CURVES = "curves.png"
+GALLERY = "misclassified.png"
+CONFUSION = "confusion.png"
+CONFUSION_DATA = "confusion_matrix.json"
+# The first misclassified held-out images (indices into the held-out split, true and predicted classes):
+# with the data set, they redraw the gallery without the model.
+GALLERY_DATA = "misclassified.json"
+GALLERY_SIZE = 20
 
 
 def curve_panels(held: str) -> list[tuple[str, str]]:
@@ -23,7 +35,8 @@ def curve_panels(held: str) -> list[tuple[str, str]]:
 def plot_curves(rows: list[dict], held: str, path: Path, title: str = "") -> None:
     """The reference's 2x2 figure: train loss, train accuracy, held-out loss, held-out accuracy."""
     epochs = [r["epoch"] for r in rows]
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
+    fig = Figure(figsize=(10, 7), constrained_layout=True)
+    axes = fig.subplots(2, 2)
     panels = curve_panels(held)
     for ax, (key, label) in zip(axes.flat, panels):
         ax.plot(epochs, [r[key] for r in rows], marker="o", ms=3)
@@ -34,7 +47,6 @@ def plot_curves(rows: list[dict], held: str, path: Path, title: str = "") -> Non
     if title:
         fig.suptitle(title)
     save_figure(fig, path, dpi=100)
-    plt.close(fig)
 
 
 def plot_misclassified(images: torch.Tensor, true: torch.Tensor, pred: torch.Tensor, classes, path: Path,
@@ -43,7 +55,8 @@ def plot_misclassified(images: torch.Tensor, true: torch.Tensor, pred: torch.Ten
     wrong = (true != pred).nonzero().flatten()[:count]
     cols = 5
     rows = max(1, -(-len(wrong) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2, rows * 2.3), constrained_layout=True)
+    fig = Figure(figsize=(cols * 2, rows * 2.3), constrained_layout=True)
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, wrong.tolist()):
@@ -52,11 +65,11 @@ def plot_misclassified(images: torch.Tensor, true: torch.Tensor, pred: torch.Ten
     if title:
         fig.suptitle(title)
     save_figure(fig, path, dpi=100)
-    plt.close(fig)
 
 
 def plot_confusion(cm: torch.Tensor, classes, path: Path, title: str = "Confusion matrix (test)") -> None:
-    fig, ax = plt.subplots(figsize=(7.5, 6.5), constrained_layout=True)
+    fig = Figure(figsize=(7.5, 6.5), constrained_layout=True)
+    ax = fig.subplots()
     im = ax.imshow(cm.numpy(), cmap="Blues")
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     ax.set_yticks(range(len(classes)), classes)
@@ -71,19 +84,167 @@ def plot_confusion(cm: torch.Tensor, classes, path: Path, title: str = "Confusio
     fig.colorbar(im, ax=ax, shrink=0.8)
     ax.set_title(title)
     save_figure(fig, path, dpi=100)
-    plt.close(fig)
+
+
+def misclassified_record(held: str, labels: torch.Tensor, pred: torch.Tensor, classes,
+                         count: int = GALLERY_SIZE) -> dict:
+    """What the gallery shows, as data: the held-out split's name and, for its first ``count`` misclassified
+    images, their indices into that split and their true and predicted classes."""
+    labels, pred = labels.cpu(), pred.cpu()
+    wrong = (labels != pred).nonzero().flatten()[:count]
+    return {"split": held, "indices": wrong.tolist(), "true": labels[wrong].tolist(),
+            "pred": pred[wrong].tolist(), "classes": list(classes)}
 
 
 def run_plots(folder: Path, rows, held: str, images, labels, classes, pred, cm) -> None:
     """A finished run's figures: its curves, and the gallery and confusion matrix of its final model on
-    the held-out split ``held`` ("test", or "val" for a run that held out a validation split)."""
-    plot_curves(rows, held, folder / "curves.png")
-    plot_misclassified(images, labels, pred, classes, folder / "misclassified.png")
-    plot_confusion(cm, classes, folder / "confusion.png", title=f"Confusion matrix ({held})")
+    the held-out split ``held`` ("test", or "val" for a run that held out a validation split). The gallery's
+    images are also recorded in ``misclassified.json``, so that it can be redrawn without the model."""
+    folder = Path(folder)
+    atomic_write_json(folder / GALLERY_DATA, misclassified_record(held, labels, pred, classes))
+    plot_curves(rows, held, folder / CURVES)
+    plot_misclassified(images, labels, pred, classes, folder / GALLERY)
+    plot_confusion(cm, classes, folder / CONFUSION, title=f"Confusion matrix ({held})")
+
+
+# --- redrawing a finished run's figures from its data ---------------------------------------------------
+def _evaluation_api():
+    """``(load_model, evaluate, eval_batch, split)``, imported on first use and only here: a report whose
+    runs keep their figures (or their gallery record) never needs the model and evaluation stack."""
+    from .data import split
+    from .evaluation import eval_batch, evaluate
+    from .weights import load_model
+
+    return load_model, evaluate, eval_batch, split
+
+
+def _first_misclassified(folder: Path, held: str, images, labels, classes) -> dict:
+    """The gallery record of the run in ``folder``, from its saved weights evaluated in float32 as the run
+    evaluated its final model. Only as many evaluation batches as it takes to find the gallery's images:
+    the same batches as a whole pass, so the same predictions, at a small part of its cost."""
+    load_model, evaluate, eval_batch, _ = _evaluation_api()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_model(folder).to(device)
+    step, preds, wrong = eval_batch(device), [], 0
+    for i in range(0, len(images), step):
+        preds.append(evaluate(model, images[i:i + step], labels[i:i + step], device, "fp32")["pred"])
+        wrong += int((preds[-1] != labels[i:i + step]).sum())
+        if wrong >= GALLERY_SIZE:
+            break
+    pred = torch.cat(preds)
+    return misclassified_record(held, labels[:len(pred)], pred, classes)
+
+
+class _DataSource:
+    """CIFAR-10 for redrawing galleries, loaded once, on first need. Never downloaded: a report should not
+    start a 170 MB download, so without the data set a gallery is left out and the report says why."""
+
+    def __init__(self, data=None, data_dir=None):
+        self.data, self.data_dir, self.error = data, data_dir, None
+
+    def get(self):
+        if self.data is None and self.error is None:
+            from .data import ARCHIVE, FOLDER, TRAIN_FILES, load_cifar10, resolve_data_dir
+
+            root = resolve_data_dir(self.data_dir)
+            if not any((root / name).exists() for name in (FOLDER, ARCHIVE, TRAIN_FILES[0])):
+                self.error = "CIFAR-10 was not found (set NORMLAB_DATA to draw it)"
+            else:
+                try:
+                    self.data = load_cifar10(self.data_dir, download_missing=False)
+                except NormlabError as exc:
+                    self.error = str(exc)
+        return self.data
+
+
+def _final_split(folder: Path, results: dict) -> str:
+    """The split the run's final model was judged on, which its gallery and confusion matrix show. Runs
+    from before confusion_matrix.json named its split were judged on the test set, even those that held
+    out a validation split for their per-epoch figures."""
+    if (folder / CONFUSION_DATA).is_file():
+        return read_json(folder / CONFUSION_DATA).get("split", "test")
+    return held_out(results)
+
+
+def _gallery(folder: Path, results: dict, source: _DataSource) -> str | None:
+    """Draw ``folder``'s gallery from its record and the data set; a run without a record (trained before
+    runs kept one) gets it from its saved weights, re-evaluated in float32 on the split its final model was
+    judged on, as the run itself evaluated it, and keeps it. Returns why it could not be drawn, else None."""
+    data = source.get()
+    if data is None:
+        return f"misclassified gallery not drawn: {source.error}"
+    record = read_json(folder / GALLERY_DATA) if (folder / GALLERY_DATA).is_file() else None
+    held = record["split"] if record else _final_split(folder, results)
+    if held == "test":
+        images, labels = data.test_x, data.test_y
+    else:
+        split = _evaluation_api()[-1]
+        _, _, (_, images, labels) = split(data, None, results.get("val_size") or 0)
+    mismatch = f"misclassified gallery not drawn: the CIFAR-10 found does not hold this run's {held} images"
+    if (folder / CONFUSION_DATA).is_file():  # the held-out labels must be the ones the run was judged on
+        counts = torch.tensor(read_json(folder / CONFUSION_DATA)["counts"])
+        if counts.sum(1).tolist() != torch.bincount(labels, minlength=len(counts)).tolist():
+            return mismatch
+    if record is None:
+        try:
+            record = _first_misclassified(folder, held, images, labels, data.classes)
+        except NormlabError as exc:  # e.g. weights of an architecture this normlab no longer builds
+            return f"misclassified gallery not drawn: {exc}"
+        atomic_write_json(folder / GALLERY_DATA, record)
+    index = torch.tensor(record["indices"], dtype=torch.long)
+    if labels[index].tolist() != record["true"]:
+        return mismatch
+    plot_misclassified(images[index], labels[index], torch.tensor(record["pred"], dtype=torch.long),
+                       record.get("classes") or data.classes, folder / GALLERY)
+    return None
+
+
+def _ensure_run_plots(folder: Path, source: _DataSource) -> dict[str, str]:
+    folder = Path(folder)
+    needed = [f for f in (CURVES, GALLERY, CONFUSION) if not (folder / f).is_file()]
+    if not needed:
+        return {}
+    if not (folder / RESULTS).is_file():
+        raise NormlabError(f"{folder}: not a finished run (no {RESULTS}); its figures are drawn from its data")
+    results = read_json(folder / RESULTS)
+    held = held_out(results)
+    missing = {}
+    if CURVES in needed:
+        rows = read_jsonl(folder / METRICS)
+        if rows:
+            plot_curves(rows, held, folder / CURVES)
+        else:
+            missing[CURVES] = f"curves not drawn: {METRICS} is missing or empty"
+    if CONFUSION in needed:
+        if (folder / CONFUSION_DATA).is_file():
+            saved = read_json(folder / CONFUSION_DATA)
+            plot_confusion(torch.tensor(saved["counts"]), saved["classes"], folder / CONFUSION,
+                           title=f"Confusion matrix ({_final_split(folder, results)})")
+        else:
+            missing[CONFUSION] = f"confusion matrix not drawn: {CONFUSION_DATA} is missing"
+    if GALLERY in needed and (why := _gallery(folder, results, source)):
+        missing[GALLERY] = why
+    return missing
+
+
+def ensure_run_plots(folder: Path, data=None, data_dir=None) -> dict[str, str]:
+    """Draw whichever of a finished run's figures are missing, from its data: ``curves.png`` from
+    ``metrics.jsonl``, ``confusion.png`` from ``confusion_matrix.json``, ``misclassified.png`` from
+    ``misclassified.json`` and the data set (see :func:`_gallery`). ``data``: CIFAR-10 if already loaded;
+    else it is read from ``data_dir`` (default: ``NORMLAB_DATA``, then ``./data``) when a gallery needs it.
+    Figures that exist are left as they are. Returns ``{file name: why it was not drawn}`` for those that
+    could not be drawn (e.g. a gallery without the data set); empty when the run has all its figures."""
+    return _ensure_run_plots(Path(folder), _DataSource(data, data_dir))
+
+
+def _ensure_all(folders: list[Path], data_dir=None) -> list[dict[str, str]]:
+    """:func:`ensure_run_plots` for each run of a report, sharing one load of the data set."""
+    source = _DataSource(data_dir=data_dir)
+    return [_ensure_run_plots(Path(f), source) for f in folders]
 
 
 def _fmt(values: list[float], digits: int = 2) -> str:
-    from .study import mean_std
+    from .metrics import mean_std
 
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
@@ -137,15 +298,13 @@ def curve_styles(count: int) -> list[dict]:
     """``count`` distinguishable line styles: tab10's colours up to 10 groups, else tab20's 20 colours, each
     with up to four dash patterns (80 before a style repeats)."""
     if count <= 10:
-        return [{"color": plt.get_cmap("tab10")(i), "linestyle": "-"} for i in range(count)]
-    colors = plt.get_cmap("tab20").colors
+        return [{"color": matplotlib.colormaps["tab10"](i), "linestyle": "-"} for i in range(count)]
+    colors = matplotlib.colormaps["tab20"].colors
     return [{"color": colors[i % 20], "linestyle": LINE_STYLES[(i // 20) % len(LINE_STYLES)]} for i in range(count)]
 
 
 def plot_overlaid_curves(folders: list[Path], results: list[dict], held: str, path: Path) -> None:
     """The 2x2 curves of every run on one figure, one style per table row (norm and varying settings)."""
-    from .runs import read_jsonl
-
     varying = _varying(results)
     keys = list(_groups(results, varying))
     styles = dict(zip(keys, curve_styles(len(keys))))
@@ -153,11 +312,12 @@ def plot_overlaid_curves(folders: list[Path], results: list[dict], held: str, pa
     labels = {key: _group_label(key, varying) for key in keys}
     columns = 2 if below and max(map(len, labels.values())) <= 50 else 1
     legend_rows = -(-len(keys) // columns) if below else 0
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5 + 0.2 * legend_rows), constrained_layout=True)
+    fig = Figure(figsize=(11, 7.5 + 0.2 * legend_rows), constrained_layout=True)
+    axes = fig.subplots(2, 2)
     panels = curve_panels(held)
     labelled = set()
     for folder, r in zip(folders, results):
-        rows = read_jsonl(folder / "metrics.jsonl")
+        rows = read_jsonl(folder / METRICS)
         key = _group_key(r, varying)
         label = None if key in labelled else labels[key]
         labelled.add(key)
@@ -173,7 +333,6 @@ def plot_overlaid_curves(folders: list[Path], results: list[dict], held: str, pa
     else:
         axes[0, 0].legend()
     save_figure(fig, path, dpi=100)
-    plt.close(fig)
 
 
 # Columns shown when some run has the figure ("-" for the runs without it): flip TTA for runs trained with
@@ -243,27 +402,43 @@ def default_title(results: list[dict]) -> str:
 
 
 def compare_report(out: Path, results: list[dict], title: str | None = None, notes: list[str] | None = None,
-                   folders: list[Path] | None = None) -> None:
+                   folders: list[Path] | None = None, data_dir=None) -> None:
     """``report.md`` and a self-contained ``report.html`` (images embedded) for a comparison. ``folders``:
-    each result's run folder (default: ``out/<arch>-<norm>-seed<seed>``, as ``normlab compare`` writes)."""
+    each result's run folder (default: ``out/<arch>-<norm>-seed<seed>``, as ``normlab compare`` writes).
+    A run's missing figures are drawn first from its data (:func:`ensure_run_plots`; ``data_dir``: where
+    the data set is, for galleries)."""
     import os
-
-    from .runs import atomic_write_text
 
     folders = [Path(f) for f in folders] if folders else [out / run_name(r) for r in results]
     names = [Path(os.path.relpath(f, out)).as_posix() for f in folders]  # links from the report's folder
+    missing = _ensure_all(folders, data_dir)
     held = held_out(results[0])  # the same for every run (study.report_runs refuses a mix)
     title = title or default_title(results)
     intro = _intro(results, held)
     rows = summary_rows(results, held)
-    plot_overlaid_curves(folders, results, held, out / "curves.png")
+    plot_overlaid_curves(folders, results, held, out / CURVES)
     md = [f"# {title}", "", intro, ""] + _md_table(rows) + [""] + (notes or []) + [
         "", "## Training curves", "", "![curves](curves.png)", "", "## Per run", ""]
-    for r, name in zip(results, names):
-        md += [f"### {name}: {headline(r)}", "",
-               f"![misclassified]({name}/misclassified.png) ![confusion]({name}/confusion.png)", ""]
+    for r, name, gone in zip(results, names, missing):
+        md += [f"### {name}: {headline(r)}", "", *_figures_md(name, (GALLERY, CONFUSION), gone), ""]
     atomic_write_text(out / "report.md", "\n".join(md) + "\n")
-    atomic_write_text(out / "report.html", render_html(out, title, intro, rows, results, notes or [], names))
+    atomic_write_text(out / "report.html",
+                      render_html(out, title, intro, rows, results, notes or [], names, missing))
+
+
+# Each run figure's alt text in markdown and, after the run's name, in HTML.
+_MD_ALT = {CURVES: "curves", GALLERY: "misclassified", CONFUSION: "confusion"}
+_HTML_ALT = {CURVES: "curves", GALLERY: "misclassified", CONFUSION: "confusion matrix"}
+
+
+def _figures_md(name: str, files, missing: dict[str, str]) -> list[str]:
+    """A run's figures on one line, then a line saying why any of them is not there."""
+    line = " ".join(f"![{_MD_ALT[f]}]({name}/{f})" for f in files if f not in missing)
+    lines = [line] if line else []
+    for f in files:
+        if f in missing:
+            lines += ["", f"*{missing[f]}*"] if lines else [f"*{missing[f]}*"]
+    return lines
 
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1180px;margin:2em auto;
@@ -274,49 +449,64 @@ th{background:#eef1f6}.runs{display:grid;grid-template-columns:repeat(auto-fill,
 .note{color:#555}"""
 
 
+def _embeddable(path: Path) -> tuple[bytes, str]:
+    """The image at ``path`` and its MIME type, as lossless WebP where Pillow can write it: the same pixels
+    as matplotlib's PNG in about a third of the bytes, which matters in a page that embeds every figure of
+    dozens of runs (base64 adds another third)."""
+    import io
+
+    from PIL import Image, features
+
+    if not features.check("webp"):
+        return path.read_bytes(), "image/png"
+    buf = io.BytesIO()
+    with Image.open(path) as im:
+        im.save(buf, "WEBP", lossless=True)
+    return buf.getvalue(), "image/webp"
+
+
 def _img(path: Path, alt: str) -> str:
     import base64
     from html import escape
 
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}">'
+    data, mime = _embeddable(path)
+    return f'<img alt="{escape(alt)}" src="data:{mime};base64,{base64.b64encode(data).decode()}">'
 
 
-def run_cards_html(out: Path, results: list[dict], names: list[str]) -> str:
+def run_cards_html(out: Path, results: list[dict], names: list[str],
+                   missing: list[dict[str, str]] | None = None) -> str:
     """One card per run (its curves, misclassified gallery and confusion matrix), images embedded;
-    ``names``: each run's folder relative to ``out``."""
+    ``names``: each run's folder relative to ``out``; ``missing``: per run, the figures it lacks and why
+    (from :func:`ensure_run_plots`), said in the card instead."""
     from html import escape
 
     cards = []
-    for r, name in zip(results, names):
-        cards.append(f'<div class="card"><h3>{escape(name)}: {headline(r)}</h3>'
-                     f'{_img(out / name / "curves.png", name + " curves")}'
-                     f'{_img(out / name / "misclassified.png", name + " misclassified")}'
-                     f'{_img(out / name / "confusion.png", name + " confusion matrix")}</div>')
+    for r, name, gone in zip(results, names, missing or [{}] * len(results)):
+        figures = "".join(f'<p class="note">{escape(gone[f])}</p>' if f in gone
+                          else _img(out / name / f, f"{name} {_HTML_ALT[f]}") for f in (CURVES, GALLERY, CONFUSION))
+        cards.append(f'<div class="card"><h3>{escape(name)}: {headline(r)}</h3>{figures}</div>')
     return f'<div class="runs">{"".join(cards)}</div>'
 
 
-def run_cards_md(results: list[dict], names: list[str]) -> list[str]:
+def run_cards_md(results: list[dict], names: list[str], missing: list[dict[str, str]] | None = None) -> list[str]:
     md = []
-    for r, name in zip(results, names):
-        md += [f"### {name}: {headline(r)}", "",
-               f"![curves]({name}/curves.png) ![misclassified]({name}/misclassified.png) "
-               f"![confusion]({name}/confusion.png)", ""]
+    for r, name, gone in zip(results, names, missing or [{}] * len(results)):
+        md += [f"### {name}: {headline(r)}", "", *_figures_md(name, (CURVES, GALLERY, CONFUSION), gone), ""]
     return md
 
 
 def render_html(out: Path, title: str, intro: str, rows: list[dict], results: list[dict], notes: list[str],
-                names: list[str]) -> str:
+                names: list[str], missing: list[dict[str, str]] | None = None) -> str:
     from html import escape
 
     head = "".join(f"<th>{escape(k)}</th>" for k in rows[0])
     body = "".join("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
-    cards = run_cards_html(out, results, names)
+    cards = run_cards_html(out, results, names, missing)
     note_html = "".join(f'<p class="note">{escape(n)}</p>' for n in notes)
     return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escape(title)}</title>"
             f"<style>{_CSS}</style></head><body><h1>{escape(title)}</h1><p>{escape(intro)}</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note_html}"
-            f"<h2>Training curves</h2>{_img(out / 'curves.png', 'training curves')}"
+            f"<h2>Training curves</h2>{_img(out / CURVES, 'training curves')}"
             f"<h2>Per run</h2>{cards}</body></html>\n")
 
 
@@ -326,16 +516,14 @@ def batch_run_name(r: dict) -> str:
 
 def plot_batch_curves(out: Path, results: list[dict], path: Path) -> None:
     """Held-out accuracy per epoch, one panel per norm, one line per batch size (darker = larger)."""
-    from .runs import read_jsonl
-
     norms = list(dict.fromkeys(r["norm"] for r in results))
     sizes = sorted({r["batch_size"] for r in results})
-    cmap = plt.get_cmap("viridis")
-    fig, axes = plt.subplots(1, len(norms), figsize=(4.6 * len(norms), 3.8), constrained_layout=True,
-                             sharey=True, squeeze=False)
+    cmap = matplotlib.colormaps["viridis"]
+    fig = Figure(figsize=(4.6 * len(norms), 3.8), constrained_layout=True)
+    axes = fig.subplots(1, len(norms), sharey=True, squeeze=False)
     for ax, norm in zip(axes[0], norms):
         for r in sorted((r for r in results if r["norm"] == norm), key=lambda r: r["batch_size"]):
-            rows = read_jsonl(out / batch_run_name(r) / "metrics.jsonl")
+            rows = read_jsonl(out / batch_run_name(r) / METRICS)
             held = held_out(r)
             colour = cmap(sizes.index(r["batch_size"]) / max(1, len(sizes) - 1))
             ax.plot([x["epoch"] for x in rows], [x[f"{held}_acc"] for x in rows], color=colour,
@@ -347,21 +535,22 @@ def plot_batch_curves(out: Path, results: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8)
     save_figure(fig, path, dpi=100)
-    plt.close(fig)
 
 
-def batch_size_report(out: Path, results: list[dict], base_lr: float) -> None:
+def batch_size_report(out: Path, results: list[dict], base_lr: float, data_dir=None) -> None:
     """Held-out accuracy (test, or val where the runs held out a validation split) against batch size, one
-    line per norm, with a table, as markdown and HTML."""
+    line per norm, with a table, as markdown and HTML. The runs' missing figures are drawn first from their
+    data (:func:`ensure_run_plots`; ``data_dir``: where the data set is, for galleries)."""
     from html import escape
 
-    from .runs import atomic_write_text
-
+    names = [batch_run_name(r) for r in results]
+    missing = _ensure_all([out / name for name in names], data_dir)
     norms = list(dict.fromkeys(r["norm"] for r in results))
     sizes = sorted({r["batch_size"] for r in results})
     acc = {(r["norm"], r["batch_size"]): r for r in results}
     held = held_out(results[0])
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), constrained_layout=True)
+    fig = Figure(figsize=(7.5, 4.8), constrained_layout=True)
+    ax = fig.subplots()
     for norm in norms:
         xs = [b for b in sizes if (norm, b) in acc]
         ax.plot(xs, [acc[norm, b][f"{held}_acc"] for b in xs], marker="o", label=norm)
@@ -373,7 +562,6 @@ def batch_size_report(out: Path, results: list[dict], base_lr: float) -> None:
     ax.legend()
     ax.set_title(f"{held.capitalize()} accuracy against batch size")
     save_figure(fig, out / "batch_size.png", dpi=100)
-    plt.close(fig)
 
     first = results[0]
     subset = f"the first {first['train_size']:,} training images" if first.get("train_size") else "all 50,000 training images"
@@ -389,7 +577,7 @@ def batch_size_report(out: Path, results: list[dict], base_lr: float) -> None:
     md = ([f"# Batch-size study", "", intro, "", "![batch size](batch_size.png)", "",
            "| " + " | ".join(head) + " |", "|" + "---:|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
           + ["", "## Held-out accuracy per epoch", "", "![curves](curves.png)", "", "## Per run", ""]
-          + run_cards_md(results, [batch_run_name(r) for r in results]))
+          + run_cards_md(results, names, missing))
     atomic_write_text(out / "report.md", "\n".join(md) + "\n")
     table = ("<table><thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>"
              + "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows) + "</tbody></table>")
@@ -397,5 +585,5 @@ def batch_size_report(out: Path, results: list[dict], base_lr: float) -> None:
             f"<style>{_CSS}</style></head><body><h1>Batch-size study</h1><p>{escape(intro)}</p>"
             f"{_img(out / 'batch_size.png', f'{held} accuracy against batch size')}{table}"
             f"<h2>Held-out accuracy per epoch</h2>{_img(out / 'curves.png', 'accuracy per epoch')}"
-            f"<h2>Per run</h2>{run_cards_html(out, results, [batch_run_name(r) for r in results])}</body></html>\n")
+            f"<h2>Per run</h2>{run_cards_html(out, results, names, missing)}</body></html>\n")
     atomic_write_text(out / "report.html", html)

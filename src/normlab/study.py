@@ -2,14 +2,13 @@
 summarized in a report. Finished runs are reused; an interrupted one is resumed."""
 from __future__ import annotations
 
-import statistics
 from dataclasses import replace
 from pathlib import Path
 
-from .engine import TrainConfig, train
+from .config import RunSpec, TrainConfig, resolve
+from .engine import train
 from .errors import NormlabError
 from .metrics import held_out
-from .norms import USER_NORMS
 from .runs import RunDir
 
 
@@ -28,16 +27,10 @@ def parse_list(text: str, what: str, allowed=None, cast=str) -> list:
     return items
 
 
-def check_norms(norms: list[str]) -> None:
-    bad = [n for n in norms if n not in USER_NORMS]
-    if bad:
-        raise NormlabError(f"unknown norm {', '.join(bad)}; choose from {', '.join(USER_NORMS)}")
-
-
-def reuse_finished(configs: list[TrainConfig], overwrite: bool, log=print) -> list[dict | None]:
-    """Each config's results where its ``out`` folder holds a finished run (unless ``overwrite``), else
-    None; says which runs are reused."""
-    runs = [RunDir(cfg.out) for cfg in configs]
+def reuse_finished(specs: list[RunSpec], overwrite: bool, log=print) -> list[dict | None]:
+    """Each run's results where its folder holds a finished run (unless ``overwrite``), else None; says
+    which runs are reused."""
+    runs = [RunDir(spec.out) for spec in specs]
     results = [run.results() if run.finished and not overwrite else None for run in runs]
     reused = [run.path.name for run, r in zip(runs, results) if r is not None]
     if reused:
@@ -45,31 +38,45 @@ def reuse_finished(configs: list[TrainConfig], overwrite: bool, log=print) -> li
     return results
 
 
-def run_all(configs: list[TrainConfig], overwrite: bool, log=print) -> list[dict]:
-    """Train each config into its ``out`` folder in turn: finished runs are reused (unless ``overwrite``),
+def resolve_all(configs: list[TrainConfig]) -> list[RunSpec]:
+    """Every config resolved and checked (names, values, budget) before any of them trains."""
+    specs = [resolve(cfg) for cfg in configs]
+    outs = [spec.out.resolve() for spec in specs]
+    if len(set(outs)) < len(outs):
+        raise NormlabError("two runs would share a folder; give each setting once")
+    return specs
+
+
+def run_all(specs: list[RunSpec], overwrite: bool, log=print) -> list[dict]:
+    """Train each run into its folder in turn: finished runs are reused (unless ``overwrite``),
     interrupted ones resumed. Returns every run's results, in order."""
-    return [r if r is not None else train(replace(cfg, resume=True), log=log)
-            for cfg, r in zip(configs, reuse_finished(configs, overwrite, log))]
+    return [r if r is not None else train(replace(spec, config=replace(spec.config, resume=True)), log=log)
+            for spec, r in zip(specs, reuse_finished(specs, overwrite, log))]
+
+
+def labelled(results: dict) -> dict:
+    """A run's results with its recipe label (stored when it ran) as its recipe, for report tables."""
+    return {**results, "recipe": results.get("recipe_label") or results.get("recipe")}
 
 
 def compare(base: TrainConfig, norms: list[str], seeds: list[int], out: Path, log=print,
             report_only: bool = False) -> list[dict]:
     """Train every (norm, seed) pair into ``out/<arch>-<norm>-seed<seed>`` and write ``out/report.md``
     and ``out/report.html``. ``report_only``: train nothing; report the pairs whose runs are finished."""
-    check_norms(norms)
-    configs = [replace(base, norm=norm, seed=seed, out=str(out / f"{base.arch}-{norm}-seed{seed}"))
-               for seed in seeds  # seed-major: a study cut short still has every norm for its first seeds
-               for norm in norms]
+    out = Path(out)
+    specs = resolve_all([replace(base, norm=norm, seed=seed, out=str(out / f"{base.arch}-{norm}-seed{seed}"))
+                         for seed in seeds  # seed-major: a study cut short has every norm for its first seeds
+                         for norm in norms])
     if report_only:
-        pairs = [(cfg, r) for cfg, r in zip(configs, reuse_finished(configs, False, log)) if r is not None]
+        pairs = [(spec, r) for spec, r in zip(specs, reuse_finished(specs, False, log)) if r is not None]
         if not pairs:
             raise NormlabError(f"{out}: no finished runs of these norms and seeds to report; train them first "
                                "(drop --report-only)")
     else:
-        pairs = list(zip(configs, run_all(configs, base.overwrite, log)))
-    from .report import compare_report
-    # The report names what --set changed from the preset (e.g. "fast-b128 optimizer=muon muon_lr=0.1").
-    compare_report(out, [{**r, "recipe": _recipe_label(RunDir(cfg.out), r.get("recipe"))} for cfg, r in pairs])
+        pairs = list(zip(specs, run_all(specs, base.overwrite, log)))
+    from .reports import compare_report
+    compare_report(out, [labelled(r) for _, r in pairs], folders=[spec.out for spec, _ in pairs],
+                   data_dir=base.data_dir)
     log(f"report: {out / 'report.md'}")
     return [r for _, r in pairs]
 
@@ -87,36 +94,16 @@ def report_runs(folders: list[Path], out: Path, title: str | None = None) -> lis
         if not run.finished:
             raise NormlabError(f"{folder}: not a finished run (no results.json); finish it with `normlab train "
                                "... --resume`, or leave it out")
-        r = run.results()
-        results.append({**r, "recipe": _recipe_label(run, r.get("recipe"))})
+        results.append(labelled(run.results()))
     if len({Path(f).resolve() for f in folders}) < len(folders):
         raise NormlabError("a run folder is named twice; name each once")
     if len({held_out(r) for r in results}) > 1:
         raise NormlabError("some of these runs held out a validation split and others did not; their "
                            "per-epoch figures differ, so report them separately")
     out.mkdir(parents=True, exist_ok=True)
-    from .report import compare_report
+    from .reports import compare_report
     compare_report(out, results, title=title, folders=folders)
     return results
-
-
-def _recipe_label(run: RunDir, name: str | None) -> str | None:
-    """The recipe's name plus each field the run changed from that preset (``--set``, ``--batch-size``), so
-    runs that differ only there get their own report rows: e.g. "fast-b128-ema label_smoothing=0.0". The
-    peak lr and epochs have columns of their own."""
-    from .recipes import changes_from_preset
-    from .runs import CONFIG, read_json
-
-    if not (run / CONFIG).is_file():
-        return name
-    changes = changes_from_preset(name, read_json(run / CONFIG).get("recipe", {}))  # [] for unknown presets
-    return " ".join([name, *changes]) if changes else name
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    if len(values) == 1:
-        return values[0], 0.0
-    return statistics.mean(values), statistics.stdev(values)
 
 
 # Linear scaling rule (Goyal et al., 2017): the learning rate grows in proportion to the batch size,
@@ -130,18 +117,18 @@ def scaled_lr(base_lr: float, batch_size: int) -> float:
 
 def batch_size_study(base: TrainConfig, norms: list[str], batch_sizes: list[int], out: Path, log=print) -> list[dict]:
     """Train every (batch size, norm) pair with the learning rate scaled linearly with the batch size,
-    into ``out/s8-<norm>-bs<B>``; write ``out/report.md``, ``out/report.html`` and ``out/batch_size.png``."""
-    check_norms(norms)
-    bad = [b for b in batch_sizes if b < 1]
+    into ``out/<arch>-<norm>-bs<B>``; write ``out/report.md``, ``out/report.html`` and ``out/batch_size.png``."""
+    out = Path(out)
+    bad = [b for b in batch_sizes if isinstance(b, bool) or not isinstance(b, int) or b < 1]
     if bad:
-        raise NormlabError(f"--batch-sizes must be positive, got {bad}")
+        raise NormlabError(f"--batch-sizes must be positive whole numbers, got {bad}")
     base_lr = base.get_recipe().lr
-    configs = [replace(base, norm=norm, batch_size=bs, lr=scaled_lr(base_lr, bs),
-                       out=str(out / f"{base.arch}-{norm}-bs{bs}"))
-               for bs in sorted(batch_sizes, reverse=True)  # large batches first: they are the fast ones
-               for norm in norms]
-    results = run_all(configs, base.overwrite, log)
-    from .report import batch_size_report
-    batch_size_report(out, results, base_lr)
+    specs = resolve_all([replace(base, norm=norm, batch_size=bs, lr=scaled_lr(base_lr, bs),
+                                 out=str(out / f"{base.arch}-{norm}-bs{bs}"))
+                         for bs in sorted(batch_sizes, reverse=True)  # large batches first: the fast ones
+                         for norm in norms])
+    results = run_all(specs, base.overwrite, log)
+    from .reports import batch_size_report
+    batch_size_report(out, results, base_lr, data_dir=base.data_dir)
     log(f"report: {out / 'report.md'}")
     return results

@@ -10,11 +10,12 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from .engine import TrainConfig, train
+from .config import RunSpec, TrainConfig
+from .engine import train
 from .errors import NormlabError
-from .metrics import headline, held_out
+from .metrics import headline, held_out, mean_std
 from .runs import atomic_write_json, atomic_write_text
-from .study import check_norms, mean_std, parse_list, reuse_finished, run_all
+from .study import parse_list, resolve_all, reuse_finished, run_all
 
 # grid key -> (TrainConfig field, type of its values)
 GRID_KEYS = {"archs": ("arch", str), "norms": ("norm", str), "recipes": ("recipe", str),
@@ -44,25 +45,15 @@ def run_name(cfg: TrainConfig) -> str:
     return f"{cfg.arch}-{cfg.norm}-{cfg.recipe}-bs{recipe.batch_size}-lr{recipe.lr:g}-seed{cfg.seed}"
 
 
-def expand(base: TrainConfig, grid: dict[str, list], out: Path) -> list[TrainConfig]:
-    """One config per combination of the grid (the last key varies fastest), each with its folder in
-    ``out``; every value is checked before anything trains."""
-    from .models import ARCHS
-
-    check_norms(grid.get("norm", [base.norm]))
-    bad = [a for a in grid.get("arch", []) if a not in ARCHS]
-    if bad:
-        raise NormlabError(f"--grid archs: unknown {', '.join(bad)}; choose from {', '.join(ARCHS)}")
+def expand(base: TrainConfig, grid: dict[str, list], out: Path) -> list[RunSpec]:
+    """One run per combination of the grid (the last key varies fastest), each with its folder in ``out``,
+    every one resolved and checked (names, values, budget) before any of them trains."""
     keys = list(grid)
-    configs = []
-    for values in itertools.product(*(grid[k] for k in keys)):
-        cfg = replace(base, **dict(zip(keys, values)))
-        cfg.get_recipe()  # unknown recipe, batch size < 1, lr <= 0: a one-line error now, not mid-sweep
-        configs.append(replace(cfg, out=str(out / run_name(cfg))))
-    names = [Path(c.out).name for c in configs]
+    configs = [replace(base, **dict(zip(keys, values))) for values in itertools.product(*(grid[k] for k in keys))]
+    names = [run_name(cfg) for cfg in configs]
     if len(set(names)) < len(names):
         raise NormlabError("--grid has repeated values: two runs would share a folder")
-    return configs
+    return resolve_all([replace(cfg, out=str(out / name)) for cfg, name in zip(configs, names)])
 
 
 def sweep(base: TrainConfig, grid: dict[str, list], out: str | os.PathLike, *, backend: str = "local",
@@ -79,13 +70,13 @@ def sweep(base: TrainConfig, grid: dict[str, list], out: str | os.PathLike, *, b
     out = Path(out).resolve()
     if base.data_dir:
         base = replace(base, data_dir=str(Path(base.data_dir).resolve()))
-    configs = expand(base, grid, out)
-    log(f"sweep: {len(configs)} runs into {out} ({backend} backend)")
+    specs = expand(base, grid, out)
+    log(f"sweep: {len(specs)} runs into {out} ({backend} backend)")
     if backend == "local":
-        results = run_all(configs, base.overwrite, log)
+        results = run_all(specs, base.overwrite, log)
     else:
-        results = run_on_ray(configs, base.overwrite, address, cpus_per_task, gpus_per_task, log)
-    sweep_report(out, grid, configs, results)
+        results = run_on_ray(specs, base.overwrite, address, cpus_per_task, gpus_per_task, log)
+    sweep_report(out, grid, specs, results)
     log(f"report: {out / 'report.md'}")
     return results
 
@@ -99,18 +90,19 @@ def import_ray():
     return ray
 
 
-def _train_task(cfg: TrainConfig) -> dict:
+def _train_task(spec: RunSpec) -> dict:
     """A Ray task: one run, on the CPUs (and GPU) Ray gave it."""
     import ray
     import torch
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
-    name = Path(cfg.out).name
-    return train(replace(cfg, resume=True, progress=False), log=lambda msg: print(f"[{name}] {msg}", flush=True))
+    name = spec.out.name
+    spec = replace(spec, config=replace(spec.config, resume=True, progress=False))
+    return train(spec, log=lambda msg: print(f"[{name}] {msg}", flush=True))
 
 
-def run_on_ray(configs: list[TrainConfig], overwrite: bool, address: str | None, cpus_per_task: float,
+def run_on_ray(configs: list[RunSpec], overwrite: bool, address: str | None, cpus_per_task: float,
                gpus_per_task: float, log=print) -> list[dict]:
     """``run_all`` on Ray: each unfinished run is a task with its own CPUs/GPUs; finished runs are reused.
     Connects to the cluster at ``address`` (local Ray if None, or the one this process already joined)."""
@@ -140,9 +132,9 @@ def run_on_ray(configs: list[TrainConfig], overwrite: bool, address: str | None,
                 for ref in pending:  # a cluster outlives this process: stop the other runs too
                     ray.cancel(ref)
                 cause = exc.cause if isinstance(exc.cause, NormlabError) else exc
-                raise NormlabError(f"{Path(configs[i].out).name}: {str(cause).strip().splitlines()[-1]}") from None
+                raise NormlabError(f"{configs[i].out.name}: {str(cause).strip().splitlines()[-1]}") from None
             r = results[i]
-            log(f"finished {Path(configs[i].out).name}: {headline(r)} in {r['seconds']:.0f} s "
+            log(f"finished {configs[i].out.name}: {headline(r)} in {r['seconds']:.0f} s "
                 f"({len(configs) - len(pending)}/{len(configs)})")
         return results
     finally:
@@ -151,11 +143,11 @@ def run_on_ray(configs: list[TrainConfig], overwrite: bool, address: str | None,
 
 
 # --- report ------------------------------------------------------------------------------------------
-def sweep_report(out: Path, grid: dict[str, list], configs: list[TrainConfig], results: list[dict]) -> None:
+def sweep_report(out: Path, grid: dict[str, list], configs: list[RunSpec], results: list[dict]) -> None:
     """``report.md``: one row per run, then the mean ± std over seeds of each other combination;
     ``sweep.json``: the grid and every run's results."""
     held = held_out(results[0])  # every run of a sweep shares --val-size
-    names = [Path(c.out).name for c in configs]
+    names = [c.out.name for c in configs]
     keys = ["arch", "norm", "recipe", "batch_size", "lr", "seed"]
     md = [f"# Sweep: {len(results)} runs", "",
           "Grid: " + ", ".join(f"{k} = {', '.join(map(str, v))}" for k, v in grid.items()) + ". Accuracies in "

@@ -1,4 +1,8 @@
-"""Architecture registry: a name -> a function of the norm name returning an nn.Module."""
+"""Architecture registry: a name -> a builder taking a norm-layer factory (normlab.norms).
+
+The public registry holds what ships or backs a headline result; experiment-only architectures live in
+:mod:`normlab.experimental.archs` and are found by the same lookups, so committed runs of them still load.
+"""
 from __future__ import annotations
 
 from typing import Callable
@@ -6,42 +10,52 @@ from typing import Callable
 from torch import nn
 
 from ..errors import NormlabError
-from ..norms import USER_NORMS
-from .convmixer import (convmixer, convmixer_fr32, convmixer_fr32_d10, convmixer_fr32_gelu, convmixer_hr2,
-                        convmixer_hr2_s48, convmixer_hr3, convmixer_s16, convmixer_s16_res, convmixer_ws)
-from .resnet import resnet8, resnet8_ws, sepresnet8
+from ..names import ARCH_NAMES, USER_NORMS
+from ..norms import NormLayer, check_norm, get_norm_layer
+from .convmixer import convmixer_fr32, convmixer_hr2, convmixer_s16
 from .s8 import s8, s8_reference_ln
 
-ARCHS: dict[str, Callable[[str], nn.Module]] = {
-    "s8": s8,
-    "s8-reference-ln": s8_reference_ln,
-    "resnet8": resnet8,          # residual, full 3x3 convs (docs/architectures.md)
-    "resnet8-ws": resnet8_ws,    # the same with weight-standardized convs (for gn/ln)
-    "sepresnet8": sepresnet8,    # residual, depthwise-separable convs
-    "convmixer": convmixer,      # ConvMixer-style: 9 depthwise + pointwise blocks at 16x16
-    "convmixer-ws": convmixer_ws,  # the same with weight-standardized embedding and pointwise convs
-    "convmixer-s16": convmixer_s16,  # the same after a full-resolution 3x3 stem conv to 16 channels
-    "convmixer-s16-res": convmixer_s16_res,  # convmixer-s16 with residual pointwise convs too
-    "convmixer-fr32": convmixer_fr32,  # convmixer after a full-resolution stage of width 32
-    "convmixer-fr32-d10": convmixer_fr32_d10,  # the same, 10 blocks of width 60 instead of 9 of 64
-    "convmixer-fr32-gelu": convmixer_fr32_gelu,  # the same with GELU instead of ReLU
-    "convmixer-hr2": convmixer_hr2,  # convmixer with its first 2 blocks at 32x32 (stem 32, 1x1 to 64)
-    "convmixer-hr2-s48": convmixer_hr2_s48,  # the same with a stem of 48 channels
-    "convmixer-hr3": convmixer_hr3,  # convmixer-hr2 with 3 of its 9 blocks at 32x32
+Builder = Callable[[NormLayer], nn.Module]
+
+ARCHS: dict[str, Builder] = {
+    "s8": s8,                        # the reference study's network, exactly as specified
+    "s8-reference-ln": s8_reference_ln,  # the reference's own (over-budget) Layer Norm model
+    "convmixer-s16": convmixer_s16,  # ConvMixer-style, 16-channel full-resolution stem: GN's best
+    "convmixer-fr32": convmixer_fr32,  # the same after a width-32 full-resolution stage: LN's best
+    "convmixer-hr2": convmixer_hr2,  # its first two width-64 blocks at full resolution: BN's best
 }
-# Architectures that exist for one norm only.
-ARCH_NORMS: dict[str, tuple[str, ...]] = {"s8-reference-ln": ("ln",)}
+assert tuple(ARCHS) == ARCH_NAMES, "normlab.names.ARCH_NAMES lists the public architectures for the CLI"
+# Architectures built for one norm only: the user's norm name -> the layer they are built with.
+ARCH_NORMS: dict[str, dict[str, str]] = {"s8-reference-ln": {"ln": "ln-elementwise"}}
+
+
+def all_archs() -> dict[str, Builder]:
+    """The public architectures, then the experimental ones."""
+    from ..experimental.archs import ARCHS as EXPERIMENTAL
+
+    return {**ARCHS, **EXPERIMENTAL}
+
+
+def check_arch(arch: str) -> str:
+    """``arch`` if it is registered (publicly or in normlab.experimental); else a one-line error."""
+    if arch not in all_archs():
+        raise NormlabError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)} (or an experimental "
+                           "one: normlab.experimental.archs)")
+    return arch
+
+
+def arch_norms(arch: str) -> tuple[str, ...]:
+    """The norms ``arch`` can be built with."""
+    return tuple(ARCH_NORMS.get(arch, {n: n for n in USER_NORMS}))
 
 
 def build_model(arch: str = "s8", norm: str = "bn") -> nn.Module:
     """Build ``arch`` with ``norm`` layers. The module maps float images in [0, 1], (N, 3, 32, 32), to
     logits (N, 10); input normalization is inside it."""
-    if arch not in ARCHS:
-        raise NormlabError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
-    allowed = ARCH_NORMS.get(arch, USER_NORMS)
-    if norm not in allowed:
-        raise NormlabError(f"arch {arch!r} does not take norm {norm!r}; choose one of {', '.join(allowed)}")
-    return ARCHS[arch](norm)
+    builder = all_archs()[check_arch(arch)]
+    allowed = arch_norms(arch)
+    check_norm(norm, allowed, arch=arch if arch in ARCH_NORMS else None)
+    return builder(get_norm_layer(ARCH_NORMS.get(arch, {}).get(norm, norm)))
 
 
 def count_params(model: nn.Module) -> int:

@@ -5,11 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import CIFAR_MEAN, CIFAR_STD
 from ..layout import channels_last_grad
-
-# CIFAR-10 training-set channel statistics, as the reference used them.
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2471, 0.2435, 0.2616)
 
 
 class Normalize(nn.Module):

@@ -18,40 +18,21 @@ ConvMixer's larger kernels: on this CPU a depthwise 5x5 took 5x the time of a 3x
 budget buys one more block instead. Norms come after the activation, as in ConvMixer. No conv biases
 (a norm follows every conv). Input normalization is part of the model (buffers), as in S8.
 
-``convmixer-ws`` is the same net with the patch embedding and the pointwise convs weight-standardized
-(:class:`~normlab.models.common.WSConv2d`, Qiao et al., 2019; no extra parameters), meant for gn and ln,
-which have no batch statistics to smooth the loss landscape. The depthwise convs stay plain: a 3x3
-kernel standardized to zero mean could no longer average (low-pass) its channel.
-
+The shipped variants spend multiply-adds where the image still has its detail, for few parameters:
 ``convmixer-s16`` puts a full-resolution 3x3 conv (3 -> 16) before the patch embedding; ``convmixer-fr32``
-goes further, with a full-resolution stage: a 3x3 conv 3 -> 32 and one mixer block of width 32 at 32x32,
-then a 2x2 max-pool and a 1x1 conv 32 -> 64 in place of the strided patch conv (whose 32 x 64 x 4 weights
-the budget cannot afford). ``convmixer-hr2`` keeps the width at full resolution instead: a 3x3 conv
-3 -> 32, a 1x1 conv 32 -> 64 and the first two of the nine width-64 blocks at 32x32, then a 2x2 max-pool.
-``convmixer-hr3`` runs three of them there. All of these spend multiply-adds where the image still has its detail, for few
-parameters (docs/architectures.md). ``convmixer-fr32-gelu`` is ``convmixer-fr32`` with ConvMixer's own
-activation, GELU, in place of every ReLU. ``convmixer-fr32-d10`` trades width for depth: 10 blocks of
-width 60 instead of 9 of width 64.
+a full-resolution stage (a 3x3 conv 3 -> 32 and one mixer block of width 32 at 32x32, then a 2x2 max-pool
+and a 1x1 conv 32 -> 64 in place of the strided patch conv, whose 32 x 64 x 4 weights the budget cannot
+afford); ``convmixer-hr2`` keeps the width at full resolution instead (a 3x3 conv 3 -> 32, a 1x1 conv
+32 -> 64 and the first two of the nine width-64 blocks at 32x32, then a 2x2 max-pool). The options this
+class has beyond those (weight-standardized convs, residual pointwise convs, GELU, other widths and
+depths) serve :mod:`normlab.experimental.archs`.
 """
 from __future__ import annotations
 
 from torch import nn
 
-from ..norms import create_norm
+from ..norms import NormLayer
 from .common import GlobalAvgPool, Normalize, WSConv2d
-
-GN_CHANNELS_PER_GROUP = 8
-
-
-def _groups(channels: int) -> int:
-    """GroupNorm groups for ``channels``: about GN_CHANNELS_PER_GROUP channels each, and a divisor of
-    ``channels`` (the largest one not above ``channels // GN_CHANNELS_PER_GROUP``; 6 groups of 10 at 60)."""
-    target = max(1, channels // GN_CHANNELS_PER_GROUP)
-    return next(g for g in range(target, 0, -1) if channels % g == 0)
-
-
-def _norm(norm: str, channels: int) -> nn.Module:
-    return create_norm(norm, channels, groups=_groups(channels))
 
 
 class Residual(nn.Module):
@@ -67,18 +48,18 @@ def _act(act: str) -> nn.Module:
     return nn.GELU() if act == "gelu" else nn.ReLU(inplace=True)
 
 
-def mixer_block(width: int, kernel: int, norm: str, conv=nn.Conv2d, pw_residual: bool = False,
+def mixer_block(width: int, kernel: int, norm_layer: NormLayer, conv=nn.Conv2d, pw_residual: bool = False,
                 act: str = "relu") -> nn.Sequential:
     depthwise = Residual(nn.Sequential(nn.Conv2d(width, width, kernel, padding=kernel // 2, groups=width, bias=False),
-                                       _act(act), _norm(norm, width)))
-    pointwise = [conv(width, width, 1, bias=False), _act(act), _norm(norm, width)]
+                                       _act(act), norm_layer(width)))
+    pointwise = [conv(width, width, 1, bias=False), _act(act), norm_layer(width)]
     if pw_residual:
         return nn.Sequential(depthwise, Residual(nn.Sequential(*pointwise)))
     return nn.Sequential(depthwise, *pointwise)  # (the state-dict keys of the pretrained weights)
 
 
 class ConvMixer(nn.Module):
-    def __init__(self, norm: str = "bn", *, width: int = 64, depth: int = 9, kernel: int = 3, patch: int = 2,
+    def __init__(self, norm_layer: NormLayer, *, width: int = 64, depth: int = 9, kernel: int = 3, patch: int = 2,
                  stem: int = 0, stem_blocks: int = 0, hr_blocks: int = 0, ws: bool = False,
                  pw_residual: bool = False, act: str = "relu", num_classes: int = 10):
         super().__init__()
@@ -88,12 +69,12 @@ class ConvMixer(nn.Module):
         self.normalize = Normalize()
         # stem > 0: a full-resolution 3x3 conv (3 -> stem channels) before the patch embedding, so the
         # patches are cut from learned features rather than raw pixels.
-        pre = [conv(3, stem, 3, padding=1, bias=False), _act(act), _norm(norm, stem)] if stem else []
+        pre = [conv(3, stem, 3, padding=1, bias=False), _act(act), norm_layer(stem)] if stem else []
         if stem_blocks:
             # stem_blocks > 0: that many mixer blocks at full resolution and the stem's width, then a
             # parameter-free max-pool over the patches and a 1x1 conv to the width (instead of a strided
             # patch conv, whose stem x width x patch^2 weights the budget cannot afford at stem 32).
-            pre += [mixer_block(stem, kernel, norm, conv, act=act) for _ in range(stem_blocks)]
+            pre += [mixer_block(stem, kernel, norm_layer, conv, act=act) for _ in range(stem_blocks)]
             down = [nn.MaxPool2d(patch), conv(stem, width, 1, bias=False)]
         elif hr_blocks:
             # hr_blocks > 0: no patching; a 1x1 conv to the width, the first hr_blocks of the depth blocks at
@@ -101,8 +82,8 @@ class ConvMixer(nn.Module):
             down = [conv(stem or 3, width, 1, bias=False)]
         else:
             down = [conv(stem or 3, width, patch, stride=patch, bias=False)]
-        self.embed = nn.Sequential(*pre, *down, _act(act), _norm(norm, width))
-        blocks = [mixer_block(width, kernel, norm, conv, pw_residual, act) for _ in range(depth)]
+        self.embed = nn.Sequential(*pre, *down, _act(act), norm_layer(width))
+        blocks = [mixer_block(width, kernel, norm_layer, conv, pw_residual, act) for _ in range(depth)]
         if hr_blocks:
             blocks.insert(hr_blocks, nn.MaxPool2d(patch))
         self.blocks = nn.Sequential(*blocks)
@@ -113,59 +94,20 @@ class ConvMixer(nn.Module):
         return self.fc(self.pool(self.blocks(self.embed(self.normalize(x)))).flatten(1))
 
 
-def convmixer(norm: str = "bn") -> ConvMixer:
-    """45,898 parameters, 11.0 M multiply-adds: width 64, 9 blocks, kernel 3, 2x2 patches."""
-    return ConvMixer(norm)
-
-
-def convmixer_ws(norm: str = "bn") -> ConvMixer:
-    """``convmixer`` with weight-standardized embedding and pointwise convs (same parameters)."""
-    return ConvMixer(norm, ws=True)
-
-
-def convmixer_s16(norm: str = "bn") -> ConvMixer:
+def convmixer_s16(norm_layer: NormLayer) -> ConvMixer:
     """``convmixer`` after a full-resolution 3x3 conv 3 -> 16 at 32x32: 49,690 parameters, 12.3 M
-    multiply-adds (docs/architectures.md, "Recipe and stem changes for BN")."""
-    return ConvMixer(norm, stem=16)
+    multiply-adds (docs/architectures.md)."""
+    return ConvMixer(norm_layer, stem=16)
 
 
-def convmixer_fr32(norm: str = "bn") -> ConvMixer:
+def convmixer_fr32(norm_layer: NormLayer) -> ConvMixer:
     """``convmixer`` after a full-resolution stage: a 3x3 conv 3 -> 32 and one mixer block of width 32 at
     32x32, then a 2x2 max-pool and a 1x1 conv 32 -> 64 in place of the patch conv: 49,546 parameters."""
-    return ConvMixer(norm, stem=32, stem_blocks=1)
+    return ConvMixer(norm_layer, stem=32, stem_blocks=1)
 
 
-def convmixer_fr32_d10(norm: str = "bn") -> ConvMixer:
-    """``convmixer-fr32`` one block deeper and narrower: 10 mixer blocks of width 60 instead of 9 of width
-    64, 48,818 parameters (GroupNorm: 6 groups of 10 channels at width 60)."""
-    return ConvMixer(norm, width=60, depth=10, stem=32, stem_blocks=1)
-
-
-def convmixer_fr32_gelu(norm: str = "bn") -> ConvMixer:
-    """``convmixer-fr32`` with GELU instead of ReLU after every conv, as in ConvMixer (same parameters)."""
-    return ConvMixer(norm, stem=32, stem_blocks=1, act="gelu")
-
-
-def convmixer_hr2(norm: str = "bn") -> ConvMixer:
+def convmixer_hr2(norm_layer: NormLayer) -> ConvMixer:
     """``convmixer`` with its first two mixer blocks at full resolution: a 3x3 conv 3 -> 32 and a 1x1 conv
     32 -> 64 at 32x32 (no patching), two blocks of width 64 at 32x32, a 2x2 max-pool, then seven blocks at
     16x16: 48,106 parameters, 20.9 M multiply-adds (1.7x ``convmixer-s16``'s)."""
-    return ConvMixer(norm, stem=32, hr_blocks=2)
-
-
-def convmixer_hr2_s48(norm: str = "bn") -> ConvMixer:
-    """``convmixer-hr2`` with a wider stem: a 3x3 conv 3 -> 48 and a 1x1 conv 48 -> 64, spending 1,488 of the
-    1,894 parameters ``convmixer-hr2`` leaves under the budget: 49,594 parameters, 22.4 M multiply-adds."""
-    return ConvMixer(norm, stem=48, hr_blocks=2)
-
-
-def convmixer_hr3(norm: str = "bn") -> ConvMixer:
-    """``convmixer-hr2`` with three of its nine blocks at full resolution instead of two (the same 48,106
-    parameters, 24.5 M multiply-adds): affordable in time once freed memory is kept (normlab.heap)."""
-    return ConvMixer(norm, stem=32, hr_blocks=3)
-
-
-def convmixer_s16_res(norm: str = "bn") -> ConvMixer:
-    """``convmixer-s16`` with a residual connection around every pointwise conv as well, so each block is
-    two residual steps (same parameters and multiply-adds, 49,690 and 12.3 M)."""
-    return ConvMixer(norm, stem=16, pw_residual=True)
+    return ConvMixer(norm_layer, stem=32, hr_blocks=2)

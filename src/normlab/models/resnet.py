@@ -28,43 +28,37 @@ Options, each a separate architecture name so a run folder says exactly what was
   3x3 followed by a pointwise 1x1, one norm after the pair). Fewer parameters per channel, so the net
   can be wider for the same budget, but depthwise convs are slow per FLOP on CPUs (docs/architectures.md).
 
-GroupNorm groups: 8 channels per group everywhere (``channels // 8`` groups), the norms factory's
-default; every width here is a multiple of 8.
+GroupNorm groups: the norms factory's default, 8 channels per group (every width here is a multiple
+of 8).
 """
 from __future__ import annotations
 
 from torch import nn
 
-from ..norms import create_norm
+from ..norms import NormLayer
 from .common import GlobalAvgPool, Normalize, WSConv2d
-
-GN_CHANNELS_PER_GROUP = 8
-
-
-def _norm(norm: str, channels: int) -> nn.Module:
-    return create_norm(norm, channels, groups=max(1, channels // GN_CHANNELS_PER_GROUP))
 
 
 class ConvNorm(nn.Sequential):
     """conv3x3 (full, or depthwise-separable) [-> max-pool] -> norm -> ReLU."""
 
-    def __init__(self, cin: int, cout: int, norm: str, *, conv=nn.Conv2d, sep: bool = False, pool: bool = False):
+    def __init__(self, cin: int, cout: int, norm_layer: NormLayer, *, conv=nn.Conv2d, sep: bool = False, pool: bool = False):
         if sep:
             layers = [conv(cin, cin, 3, padding=1, groups=cin, bias=False), conv(cin, cout, 1, bias=False)]
         else:
             layers = [conv(cin, cout, 3, padding=1, bias=False)]
         if pool:
             layers.append(nn.MaxPool2d(2))
-        super().__init__(*layers, _norm(norm, cout), nn.ReLU(inplace=True))
+        super().__init__(*layers, norm_layer(cout), nn.ReLU(inplace=True))
 
 
 class Residual(nn.Module):
     """``x + body(x)``, body = two ConvNorm; the last norm's scale starts at 0 (the block starts as x)."""
 
-    def __init__(self, channels: int, norm: str, *, conv=nn.Conv2d, sep: bool = False):
+    def __init__(self, channels: int, norm_layer: NormLayer, *, conv=nn.Conv2d, sep: bool = False):
         super().__init__()
-        self.body = nn.Sequential(ConvNorm(channels, channels, norm, conv=conv, sep=sep),
-                                  ConvNorm(channels, channels, norm, conv=conv, sep=sep))
+        self.body = nn.Sequential(ConvNorm(channels, channels, norm_layer, conv=conv, sep=sep),
+                                  ConvNorm(channels, channels, norm_layer, conv=conv, sep=sep))
         last_norm = self.body[-1][-2]
         if getattr(last_norm, "weight", None) is not None:
             nn.init.zeros_(last_norm.weight)
@@ -76,18 +70,18 @@ class Residual(nn.Module):
 class ResNet(nn.Module):
     """Stem (and ``stem_blocks`` residual blocks at full resolution), then per stage: ConvNorm with max-pool, then ``blocks[i]`` residual blocks; GAP; linear."""
 
-    def __init__(self, norm: str = "bn", *, stem: int = 16, stem_blocks: int = 1, widths=(32, 72), blocks=(1, 0),
+    def __init__(self, norm_layer: NormLayer, *, stem: int = 16, stem_blocks: int = 1, widths=(32, 72), blocks=(1, 0),
                  ws: bool = False, block: str = "basic", num_classes: int = 10):
         super().__init__()
         conv = WSConv2d if ws else nn.Conv2d
         sep = block == "sep"
         self.normalize = Normalize()
-        layers: list[nn.Module] = [ConvNorm(3, stem, norm, conv=conv)]  # the stem is always a full conv
-        layers.extend(Residual(stem, norm, conv=conv, sep=sep) for _ in range(stem_blocks))
+        layers: list[nn.Module] = [ConvNorm(3, stem, norm_layer, conv=conv)]  # the stem is always a full conv
+        layers.extend(Residual(stem, norm_layer, conv=conv, sep=sep) for _ in range(stem_blocks))
         cin = stem
         for width, n in zip(widths, blocks):
-            layers.append(ConvNorm(cin, width, norm, conv=conv, sep=sep, pool=True))
-            layers.extend(Residual(width, norm, conv=conv, sep=sep) for _ in range(n))
+            layers.append(ConvNorm(cin, width, norm_layer, conv=conv, sep=sep, pool=True))
+            layers.extend(Residual(width, norm_layer, conv=conv, sep=sep) for _ in range(n))
             cin = width
         self.features = nn.Sequential(*layers)
         self.pool = GlobalAvgPool()
@@ -98,17 +92,17 @@ class ResNet(nn.Module):
         return self.fc(self.flatten(self.pool(self.features(self.normalize(x)))))
 
 
-def resnet8(norm: str = "bn") -> ResNet:
+def resnet8(norm_layer: NormLayer) -> ResNet:
     """49,978 parameters, 19.9 M multiply-adds per image: 7 full 3x3 convs + a linear head."""
-    return ResNet(norm)
+    return ResNet(norm_layer)
 
 
-def resnet8_ws(norm: str = "bn") -> ResNet:
+def resnet8_ws(norm_layer: NormLayer) -> ResNet:
     """resnet8 with weight-standardized convs (same 49,978 parameters); meant for gn and ln."""
-    return ResNet(norm, ws=True)
+    return ResNet(norm_layer, ws=True)
 
 
-def sepresnet8(norm: str = "bn") -> ResNet:
+def sepresnet8(norm_layer: NormLayer) -> ResNet:
     """Depthwise-separable variant: 49,642 parameters, 9.4 M multiply-adds, but wider (64 and 112
     channels) and slower per multiply-add on CPUs; GroupNorm on its wide maps is the slowest case."""
-    return ResNet(norm, stem=32, stem_blocks=0, widths=(64, 112), blocks=(1, 1), block="sep")
+    return ResNet(norm_layer, stem=32, stem_blocks=0, widths=(64, 112), blocks=(1, 1), block="sep")

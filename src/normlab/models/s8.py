@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 from collections import OrderedDict
 
-from ..norms import create_norm
+from ..norms import NormLayer
 from .common import GlobalAvgPool, Normalize
 
 # (name, in, out, GroupNorm groups) per 3x3 block; the groups are the reference GN model's.
@@ -29,24 +29,24 @@ TRANSITIONS = ("c3", "c7", "c11")  # 1x1 convs to 10 channels closing each stage
 
 
 class ConvBlock(nn.Sequential):
-    def __init__(self, cin: int, cout: int, norm: str, groups: int | None, spatial: int, dropout: float):
+    def __init__(self, cin: int, cout: int, norm_layer: NormLayer, groups: int | None, spatial: int, dropout: float):
         super().__init__(
             nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-            create_norm(norm, cout, groups=groups, spatial=spatial),
+            norm_layer(cout, groups=groups, spatial=spatial),
             nn.ReLU(inplace=True),
             nn.Dropout2d(dropout),
         )
 
 
 class S8(nn.Module):
-    def __init__(self, norm: str = "bn", *, blocks=S8_BLOCKS, dropout: float = 0.05, num_classes: int = 10):
+    def __init__(self, norm_layer: NormLayer, *, blocks=S8_BLOCKS, dropout: float = 0.05, num_classes: int = 10):
         super().__init__()
         self.normalize = Normalize()
         layers: list[tuple[str, nn.Module]] = []
         spatial = 32
         for stage, (stage_blocks, tname) in enumerate(zip(blocks, TRANSITIONS)):
             for name, cin, cout, groups in stage_blocks:
-                layers.append((name, ConvBlock(cin, cout, norm, groups, spatial, dropout)))
+                layers.append((name, ConvBlock(cin, cout, norm_layer, groups, spatial, dropout)))
             layers.append((tname, nn.Conv2d(stage_blocks[-1][2], num_classes, 1, bias=False)))
             if stage < 2:
                 layers.append((f"P{stage + 1}", nn.MaxPool2d(2)))
@@ -62,10 +62,11 @@ class S8(nn.Module):
         return self.flatten(self.layers(self.normalize(x)))
 
 
-def s8(norm: str = "bn") -> S8:
-    return S8(norm)
+def s8(norm_layer: NormLayer) -> S8:
+    return S8(norm_layer)
 
 
-def s8_reference_ln(norm: str = "ln") -> S8:
-    """The reference's LN model (111,568 parameters): over budget, kept to show why."""
-    return S8("ln-elementwise", blocks=S8_REFERENCE_LN_BLOCKS, dropout=0.1)
+def s8_reference_ln(norm_layer: NormLayer) -> S8:
+    """The reference's LN model (111,568 parameters): over budget, kept to show why. ``norm_layer`` must be
+    the elementwise LayerNorm (``ln-elementwise``); the registry passes it for norm ``ln``."""
+    return S8(norm_layer, blocks=S8_REFERENCE_LN_BLOCKS, dropout=0.1)

@@ -1,0 +1,3 @@
+"""The public names, importable without torch: the CLI's help lists them and must answer at once."""
+USER_NORMS = ("bn", "gn", "ln")
+ARCH_NAMES = ("s8", "s8-reference-ln", "convmixer-s16", "convmixer-fr32", "convmixer-hr2")

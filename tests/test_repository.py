@@ -1,0 +1,58 @@
+"""The repository itself: what git tracks stays light, and importing normlab leaves matplotlib alone."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MB = 1_000_000
+# Figures and HTML reports are drawn again from each run's data (`normlab report`), so results/ keeps the
+# data alone: configs, metrics, results, confusion matrices, weights and report.md.
+RESULTS_LIMIT = 60 * MB
+FILE_LIMIT = 2 * MB
+
+
+def tracked_sizes() -> dict[str, int]:
+    """Size in the working tree of every file git tracks (files deleted from the working tree left out)."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    proc = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip("not a git checkout")
+    sizes = {}
+    for name in proc.stdout.decode().split("\0"):
+        path = ROOT / name
+        if name and os.path.lexists(path):
+            sizes[name] = os.lstat(path).st_size
+    return sizes
+
+
+def test_no_tracked_file_is_over_2_mb():
+    big = {name: size for name, size in tracked_sizes().items() if size > FILE_LIMIT}
+    assert not big, f"tracked files over {FILE_LIMIT:,} bytes: {big}"
+
+
+def test_tracked_results_weigh_at_most_60_mb():
+    sizes = tracked_sizes()
+    results = sum(size for name, size in sizes.items() if name.startswith("results/"))
+    largest = sorted(((s, n) for n, s in sizes.items() if n.startswith("results/")), reverse=True)[:5]
+    assert results <= RESULTS_LIMIT, f"results/ tracks {results:,} bytes; largest: {largest}"
+
+
+def test_no_figures_are_tracked_under_results():
+    figures = [n for n in tracked_sizes() if n.startswith("results/")
+               and n.rsplit(".", 1)[-1] in {"png", "html", "jpg", "webp", "pt"}]
+    assert not figures, f"drawn again by `normlab report`, so not tracked: {figures[:10]}"
+
+
+def test_importing_normlab_leaves_the_matplotlib_backend_alone():
+    # A notebook user's backend must survive `import normlab`: no matplotlib.use, no pyplot at import time.
+    code = ("import sys, matplotlib; matplotlib.use('pdf'); "
+            "import normlab, normlab.reports, normlab.study, normlab.cli; "
+            "assert matplotlib.get_backend() == 'pdf', matplotlib.get_backend(); "
+            "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
