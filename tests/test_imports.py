@@ -77,3 +77,12 @@ def test_cli_and_package_import_without_torch():
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:3]")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_no_module_shadows_an_api_function():
+    """``normlab.sweep`` must stay the function: a submodule of the same name, once imported, would replace
+    the package attribute."""
+    import normlab
+
+    clashes = [name for name in normlab.__all__ if (PACKAGE / f"{name}.py").exists() or (PACKAGE / name).is_dir()]
+    assert not clashes

@@ -8,7 +8,7 @@ from conftest import run_cli
 from normlab import cli, study
 from normlab.config import TrainConfig
 from normlab.errors import NormlabError
-from normlab.sweep import expand, parse_grid, sweep
+from normlab.sweeps import expand, parse_grid, sweep
 
 RUN_FILES = {".normlab-run", "misclassified.json", "config.json", "metrics.jsonl", "results.json", "model.safetensors", "curves.png",
              "misclassified.png", "confusion.png", "confusion_matrix.json"}

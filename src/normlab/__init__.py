@@ -4,8 +4,9 @@ The public API (:mod:`normlab.api`) is imported on first use, so ``import normla
 stay fast (no torch until something needs it)."""
 from .version import __version__
 
-__all__ = ["TrainConfig", "build_model", "compare", "count_params", "evaluate", "load_model", "load_pretrained",
-           "predict", "pretrained_card", "report", "study_batch_size", "sweep", "train", "__version__"]
+__all__ = ["TrainConfig", "build_model", "compare", "count_params", "evaluate", "leaderboard", "load_model",
+           "load_pretrained", "predict", "pretrained_card", "register_norm", "report", "study_batch_size", "sweep",
+           "train", "__version__"]
 
 
 def __getattr__(name: str):

@@ -22,6 +22,7 @@ import torch
 from .config import TrainConfig, resolve
 from .errors import NormlabError
 from .models import build_model, count_params
+from .norms import register_norm
 from .pretrained import load_pretrained
 from .weights import load_model
 
@@ -70,7 +71,7 @@ def sweep(grid: dict[str, Sequence], out: PathLike = "runs/sweep", config: Train
           gpus_per_task: float = 0, log=print, **fields) -> list[dict]:
     """Every combination of ``grid`` (keys: arch, norm, recipe, batch_size, lr, seed, or the CLI's plural
     names, e.g. ``{"norms": ["bn", "gn"], "seeds": [0, 1]}``), locally or as Ray tasks."""
-    from .sweep import GRID_KEYS, sweep as run
+    from .sweeps import GRID_KEYS, sweep as run
 
     fields_of = {**{k: v[0] for k, v in GRID_KEYS.items()}, **{v[0]: v[0] for v in GRID_KEYS.values()}}
     unknown = [k for k in grid if k.replace("_", "-") not in fields_of and k not in fields_of]
@@ -79,6 +80,27 @@ def sweep(grid: dict[str, Sequence], out: PathLike = "runs/sweep", config: Train
     grid = {fields_of.get(k, fields_of.get(k.replace("_", "-"))): list(v) for k, v in grid.items()}
     return run(_config(config, fields), grid, out, backend=backend, address=address,
                cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task, log=log)
+
+
+def leaderboard(norms: Iterable[str] = ("bn", "gn", "ln"), protocols: Iterable[str] = ("s8",),
+                out: PathLike = "runs/leaderboard", config: TrainConfig | None = None, *, seeds: Iterable[int] = (0, 1, 2),
+                quick: bool = False, backend: str = "local", report_only: bool = False, log=print,
+                **fields) -> list[dict]:
+    """The norm leaderboard (normlab.leaderboards): every norm under one fixed protocol per architecture, at
+    the recipe's batch and at batch 4, seeds 0-2; writes leaderboard.md/.html/.json in ``out`` and returns
+    its rows. ``quick``: a few minutes' runs, labelled as such everywhere. ``fields``: device, precision,
+    data_dir, progress (the protocol fixes the rest)."""
+    from .leaderboards import leaderboard as run
+
+    fixed = {"arch", "norm", "recipe", "seed", "epochs", "batch_size", "lr", "recipe_overrides", "train_size",
+             "val_size", "out", "resume", "overwrite"} & set(fields)
+    if fixed:
+        raise NormlabError(f"the leaderboard's protocol fixes {', '.join(sorted(fixed))}; set only device, precision, "
+                           "data_dir, progress or compile")
+    if backend not in ("local", "ray"):
+        raise NormlabError(f"unknown backend {backend!r}; choose local or ray")
+    return run(list(norms), list(protocols), Path(out), seeds=tuple(seeds), quick=quick,
+               base=_config(config, fields), backend=backend, report_only=report_only, log=log)
 
 
 def report(runs: Iterable[PathLike], out: PathLike, title: str | None = None) -> list[dict]:
@@ -152,5 +174,5 @@ def predict(model=None, images: Iterable[PathLike] | torch.Tensor = (), *, pretr
             for ps, ix in zip(best.values, best.indices)]
 
 
-__all__ = ["TrainConfig", "build_model", "compare", "count_params", "evaluate", "load_model", "load_pretrained",
-           "predict", "report", "study_batch_size", "sweep", "train"]
+__all__ = ["TrainConfig", "build_model", "compare", "count_params", "evaluate", "leaderboard", "load_model",
+           "load_pretrained", "predict", "register_norm", "report", "study_batch_size", "sweep", "train"]

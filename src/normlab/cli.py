@@ -13,7 +13,7 @@ import sys
 
 from .version import __version__
 from .errors import NormlabError
-from .names import ARCH_NAMES, USER_NORMS
+from .names import ARCH_NAMES, NORMS, USER_NORMS
 from .recipes import RECIPES, all_recipes, describe, get_recipe, parse_settings
 
 ENVIRONMENT = ("environment: NORMLAB_DATA (CIFAR-10 folder), NORMLAB_OFFLINE=1 (never download), "
@@ -24,7 +24,8 @@ ENVIRONMENT = ("environment: NORMLAB_DATA (CIFAR-10 folder), NORMLAB_OFFLINE=1 (
 def _add_train_options(p: argparse.ArgumentParser, single: bool, out_default: str = "") -> None:
     p.add_argument("--arch", default="s8", help=f"architecture: {', '.join(ARCH_NAMES)} (default: s8)")
     if single:
-        p.add_argument("--norm", default="bn", help=f"normalization: {', '.join(USER_NORMS)} (default: bn)")
+        p.add_argument("--norm", default="bn", help=f"normalization: {', '.join(NORMS)}, or your own as "
+                            "package.module:factory (default: bn)")
         p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--recipe", default="reference", help=f"training recipe: {', '.join(RECIPES)} (default: reference)")
     p.add_argument("--epochs", type=int, help="override the recipe's epoch count")
@@ -85,6 +86,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: write the report from the runs of these norms and seeds that are finished")
 
+    p = sub.add_parser("leaderboard", help="every norm under one fixed protocol (S8 and/or the best ConvMixer; "
+                       "the recipe's batch and batch 4; seeds 0-2), with confidence intervals and paired "
+                       "differences to BN")
+    p.add_argument("--norms", default="bn,gn,ln",
+                   help=f"comma-separated norms, built in ({', '.join(NORMS)}) or package.module:factory; bn is "
+                        "always included (default: bn,gn,ln)")
+    p.add_argument("--protocols", default="s8", help="comma-separated: s8, convmixer (default: s8)")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
+    p.add_argument("--quick", action="store_true",
+                   help="2 epochs on 5,000 images, to try a norm in minutes; labelled QUICK in every output")
+    p.add_argument("--out", default="runs/leaderboard", help="folder for the runs and the board (default: "
+                   "runs/leaderboard)")
+    p.add_argument("--backend", default="local", choices=["local", "ray"], help="as for sweep (default: local)")
+    p.add_argument("--report-only", action="store_true", help="train nothing: write the board from finished runs")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
+    p.add_argument("--precision", default="auto", help="fp32, bf16 or auto (default: auto)")
+    p.add_argument("--data-dir", help="CIFAR-10 folder (as for train)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
+
     p = sub.add_parser("report", help="a comparison report of finished runs from any folders (e.g. different "
                        "learning rates or architectures); redraws their figures from their data")
     p.add_argument("runs", nargs="+", metavar="RUN", help="finished run folders")
@@ -130,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("summary", help="layer table: output shape, parameters, receptive field")
     p.add_argument("--arch", default="s8", help=f"architecture: {', '.join(ARCH_NAMES)} (default: s8)")
-    p.add_argument("--norm", default="bn", help=f"normalization: {', '.join(USER_NORMS)} (default: bn)")
+    p.add_argument("--norm", default="bn", help=f"normalization: {', '.join(NORMS)}, or package.module:factory "
+                   "(default: bn)")
     return parser
 
 
@@ -202,7 +223,7 @@ def cmd_study(a) -> None:
 def cmd_sweep(a) -> None:
     from . import api
     from .metrics import held_out
-    from .sweep import parse_grid
+    from .sweeps import parse_grid
 
     grid = parse_grid(a.grid)
     results = api.sweep(grid, a.out or "runs/sweep", config_from_args(a, out=None), backend=a.backend,
@@ -210,6 +231,18 @@ def cmd_sweep(a) -> None:
     held = held_out(results[0])
     print(f"done: {len(results)} runs, {held} accuracy {min(r[f'{held}_acc'] for r in results):.2f}% to "
           f"{max(r[f'{held}_acc'] for r in results):.2f}%")
+
+
+def cmd_leaderboard(a) -> None:
+    from . import api
+
+    rows = api.leaderboard(parse_list(a.norms, "norms"), parse_list(a.protocols, "protocols"), a.out,
+                           seeds=parse_list(a.seeds, "seeds", cast=int), quick=a.quick, backend=a.backend,
+                           report_only=a.report_only, device=a.device, precision=a.precision, data_dir=a.data_dir,
+                           progress=not a.no_progress)
+    for r in rows:
+        print(f"{r['protocol']} batch {r['batch']} {r['norm']}: {r['test_acc']:.2f} ± {r['ci95']:.2f}% "
+              f"({r['seeds']} seeds)")
 
 
 def cmd_evaluate(a) -> None:
@@ -289,11 +322,12 @@ def cmd_summary(a) -> None:
     print(format_table(build_model(a.arch, a.norm), f"{a.arch} with {a.norm}"))
 
 
-COMMANDS = {"train": cmd_train, "compare": cmd_compare, "report": cmd_report, "study": cmd_study,
+COMMANDS = {"train": cmd_train, "compare": cmd_compare, "leaderboard": cmd_leaderboard, "report": cmd_report,
+            "study": cmd_study,
             "sweep": cmd_sweep, "evaluate": cmd_evaluate, "predict": cmd_predict, "recipes": cmd_recipes,
             "summary": cmd_summary}
 # Commands that compute with torch on the CPU: they keep freed memory for reuse (normlab.heap).
-COMPUTING = {"train", "compare", "study", "sweep", "evaluate", "predict"}
+COMPUTING = {"train", "compare", "leaderboard", "study", "sweep", "evaluate", "predict"}
 
 
 def _os_error(exc: OSError) -> str:

@@ -10,7 +10,7 @@ from typing import Callable
 from torch import nn
 
 from ..errors import NormlabError
-from ..names import ARCH_NAMES, USER_NORMS
+from ..names import ARCH_NAMES
 from ..norms import NormLayer, check_norm, get_norm_layer
 from .convmixer import convmixer_fr32, convmixer_hr2, convmixer_s16
 from .s8 import s8, s8_reference_ln
@@ -44,18 +44,15 @@ def check_arch(arch: str) -> str:
     return arch
 
 
-def arch_norms(arch: str) -> tuple[str, ...]:
-    """The norms ``arch`` can be built with."""
-    return tuple(ARCH_NORMS.get(arch, {n: n for n in USER_NORMS}))
-
-
 def build_model(arch: str = "s8", norm: str = "bn") -> nn.Module:
-    """Build ``arch`` with ``norm`` layers. The module maps float images in [0, 1], (N, 3, 32, 32), to
-    logits (N, 10); input normalization is inside it."""
+    """Build ``arch`` with ``norm`` layers (any registered norm, or a ``package.module:factory`` spec; see
+    normlab.norms). The module maps float images in [0, 1], (N, 3, 32, 32), to logits (N, 10); input
+    normalization is inside it."""
     builder = all_archs()[check_arch(arch)]
-    allowed = arch_norms(arch)
-    check_norm(norm, allowed, arch=arch if arch in ARCH_NORMS else None)
-    return builder(get_norm_layer(ARCH_NORMS.get(arch, {}).get(norm, norm)))
+    if arch in ARCH_NORMS:  # built for one norm only
+        check_norm(norm, tuple(ARCH_NORMS[arch]), arch=arch)
+        norm = ARCH_NORMS[arch][norm]
+    return builder(get_norm_layer(norm))
 
 
 def count_params(model: nn.Module) -> int:

@@ -7,6 +7,7 @@ from torch import nn
 
 from ..data import CIFAR_MEAN, CIFAR_STD
 from ..layout import channels_last_grad
+from ..zoo import WSConv2d  # noqa: F401  (architectures import it from here)
 
 
 class Normalize(nn.Module):
@@ -19,23 +20,6 @@ class Normalize(nn.Module):
 
     def forward(self, x):
         return (x - self.mean) / self.std
-
-
-class WSConv2d(nn.Conv2d):
-    """A conv whose kernel is standardized per output channel (zero mean, unit variance over in-channels
-    x kernel) at every forward pass. Same parameters and state dict as nn.Conv2d; no gain, no extra
-    parameters. Gradients flow through the standardization."""
-
-    eps = 1e-5
-
-    def standardized_weight(self) -> torch.Tensor:
-        w = self.weight
-        var, mean = torch.var_mean(w, dim=(1, 2, 3), keepdim=True, unbiased=False)
-        return (w - mean) * torch.rsqrt(var + self.eps)
-
-    def forward(self, x):
-        return F.conv2d(x, self.standardized_weight(), self.bias, self.stride, self.padding, self.dilation,
-                        self.groups)
 
 
 class GlobalAvgPool(nn.AdaptiveAvgPool2d):

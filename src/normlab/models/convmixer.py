@@ -50,7 +50,10 @@ def _act(act: str) -> nn.Module:
 
 def mixer_block(width: int, kernel: int, norm_layer: NormLayer, conv=nn.Conv2d, pw_residual: bool = False,
                 act: str = "relu") -> nn.Sequential:
-    depthwise = Residual(nn.Sequential(nn.Conv2d(width, width, kernel, padding=kernel // 2, groups=width, bias=False),
+    # A depthwise kernel stays a plain conv unless the norm asks otherwise: standardized to zero mean, a 3x3
+    # kernel could no longer average (low-pass) its channel.
+    dw_conv = getattr(norm_layer, "depthwise_conv", nn.Conv2d)
+    depthwise = Residual(nn.Sequential(dw_conv(width, width, kernel, padding=kernel // 2, groups=width, bias=False),
                                        _act(act), norm_layer(width)))
     pointwise = [conv(width, width, 1, bias=False), _act(act), norm_layer(width)]
     if pw_residual:
@@ -65,7 +68,7 @@ class ConvMixer(nn.Module):
         super().__init__()
         if hr_blocks and (stem_blocks or not 0 < hr_blocks < depth):
             raise ValueError("hr_blocks needs 0 < hr_blocks < depth and no stem_blocks")
-        conv = WSConv2d if ws else nn.Conv2d
+        conv = WSConv2d if ws else getattr(norm_layer, "conv", nn.Conv2d)  # a norm may ask for its conv
         self.normalize = Normalize()
         # stem > 0: a full-resolution 3x3 conv (3 -> stem channels) before the patch embedding, so the
         # patches are cut from learned features rather than raw pixels.

@@ -30,8 +30,9 @@ TRANSITIONS = ("c3", "c7", "c11")  # 1x1 convs to 10 channels closing each stage
 
 class ConvBlock(nn.Sequential):
     def __init__(self, cin: int, cout: int, norm_layer: NormLayer, groups: int | None, spatial: int, dropout: float):
+        conv = getattr(norm_layer, "conv", nn.Conv2d)  # a norm may ask for its own conv (normlab.norms)
         super().__init__(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            conv(cin, cout, 3, padding=1, bias=False),
             norm_layer(cout, groups=groups, spatial=spatial),
             nn.ReLU(inplace=True),
             nn.Dropout2d(dropout),
