@@ -82,3 +82,17 @@ def test_the_documented_example_trains_compares_and_enters_the_leaderboard(outsi
 
 def test_a_board_with_no_finished_runs_is_a_one_line_error(tmp_path):
     assert_one_line_error(run_cli("leaderboard", "--report-only", "--out", tmp_path / "b"), "no finished runs")
+
+
+def test_the_board_renders_in_chromium(tmp_path):
+    from test_report import open_in_chromium
+
+    results = [{"arch": "s8", "norm": n, "seed": s, "batch_size": b, "test_acc": 70.0 + s + (n == "gn"),
+                "params": 48_096, "images_per_second": 1000.0}
+               for b in (128, 4) for s in (0, 1, 2) for n in ("bn", "gn")]
+    table = leaderboards.rows(results, ["s8"] * len(results))
+    leaderboards.write(tmp_path, table, quick=True, expected=12, finished=12)
+    state = open_in_chromium(tmp_path / "quick-leaderboard.html", tmp_path / "shot.png")
+    assert state["errors"] == [] and "QUICK" in state["title"]
+    md = (tmp_path / "quick-leaderboard.md").read_text()
+    assert "| s8 | 128 | gn | 3 | 72.00 ± 2.48 | +1.00 ± 0.00 |" in md

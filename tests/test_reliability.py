@@ -61,6 +61,7 @@ def test_overwrite_keeps_the_finished_run_until_the_new_one_finishes(tiny_run, t
     proc = run_cli("train", *TINY, "--out", tiny_run, "--overwrite", "--lr", "1e30", "--data-dir", real_data_dir)
     assert_one_line_error(proc, "diverged")
     assert {p.name: p.read_bytes() for p in tiny_run.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tiny_run.parent.iterdir()) == [tiny_run.name]  # no half-written replacement
     # and a replacement that finishes takes its place, keeping files the user added beside the run
     (tiny_run / "notes.md").write_text("mine\n")
     proc = run_cli("train", *TINY, "--out", tiny_run, "--overwrite", "--seed", "3", "--data-dir", real_data_dir)
@@ -98,7 +99,7 @@ def test_unwritable_and_impossible_paths_are_one_line_errors(tmp_path, tiny_run)
     (tmp_path / "afile").write_text("x")
     assert_one_line_error(run_cli("train", *TINY, "--out", tmp_path / "afile" / "sub"), "afile")
     assert_one_line_error(run_cli("train", *TINY, "--out", tmp_path / "afile"), "is a file")
-    assert_one_line_error(run_cli("report", tiny_run, "--out", tmp_path / "afile"), "afile")
+    assert_one_line_error(run_cli("report", tiny_run, "--out", tmp_path / "afile"), "afile", "in the way")
 
 
 def test_corrupt_run_files_are_one_line_errors(tmp_path, tiny_run):

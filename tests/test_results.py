@@ -18,7 +18,8 @@ from normlab.norms import USER_NORMS
 from normlab.pretrained import PACKAGED
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNS = sorted(p.parent for p in (ROOT / "results").glob("*/*/results.json"))
+RUNS = sorted(p.parent for p in [*(ROOT / "results").glob("*/*/results.json"),
+                                  *(ROOT / "results" / "leaderboard").glob("*/*/results.json")])
 # Re-evaluating a run costs 10-20 s on the 10,000 test images on a 2-core CPU without native bf16; one run
 # per results folder took 7 of CI's 20 minutes there. By default the first run of each (architecture, norm)
 # pair stands for its pair (the same model code and evaluation path; every run's weights are still loaded

@@ -334,7 +334,8 @@ def _os_error(exc: OSError) -> str:
     where = f"{exc.filename}: " if exc.filename else ""
     fix = {13: "pass a path you can write to", 30: "pass a path on a writable disk",
            28: "free some disk space", 20: "a part of the path is a file, not a folder; pass another path",
-           21: "pass a file, not a folder", 2: "check the path"}.get(exc.errno, "check the path and try again")
+           21: "pass a file, not a folder", 2: "check the path",
+           17: "a file of that name is in the way; pass another path"}.get(exc.errno, "check the path and try again")
     return f"{where}{exc.strerror or exc}; {fix}"
 
 

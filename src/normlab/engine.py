@@ -100,7 +100,11 @@ def train(spec: RunSpec | TrainConfig, data: Cifar10 | None = None, log=print) -
     if dist.enabled:  # the dropout masks depend on the number of processes
         settings.update(processes=dist.world, sync_bn=cfg.sync_bn)
     with run.locked() if dist.is_main else contextlib.nullcontext():  # rank 0 owns the run folder
-        return _train(spec, run, settings, data, train_x, train_y, held, device, precision, dist, log)
+        try:
+            return _train(spec, run, settings, data, train_x, train_y, held, device, precision, dist, log)
+        except BaseException:
+            run.discard()  # an --overwrite replacement that failed leaves nothing behind
+            raise
 
 
 def _train(spec: RunSpec, run: RunDir, settings: dict, data: Cifar10, train_x, train_y, held, device, precision,

@@ -229,6 +229,13 @@ class RunDir:
                                "folder you can write to") from None
         (self.work / METRICS).unlink(missing_ok=True)
 
+    def discard(self) -> None:
+        """Remove a replacement run that did not finish (after ``prepare(overwrite=True)``); the old run is
+        untouched. A plain run folder stays as it is, to be resumed."""
+        if self.work != self.path:
+            shutil.rmtree(self.work, ignore_errors=True)
+            self.work = self.path
+
     def commit(self) -> None:
         """Put a finished replacement run in place of the old one (after ``prepare(overwrite=True)``)."""
         if self.work == self.path:
