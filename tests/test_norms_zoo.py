@@ -216,3 +216,13 @@ def test_entry_points_add_norms(user_norm, monkeypatch):
         assert type(build_model("s8", "ep-rms").layers.C1[1]).__name__ == "MyRMS"
     finally:
         norms.NORMS.pop("ep-rms", None)
+
+
+@pytest.mark.parametrize("name", NORMS)
+def test_bf16_input_gives_the_float32_result_within_bf16_precision(name):
+    layer = _randomize(norms.get_norm_layer(name)(16)).train()
+    x = X.clone()
+    want = layer(x)
+    got = layer(x.to(torch.bfloat16))
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want, rtol=0.05, atol=0.1)

@@ -40,9 +40,8 @@ class RMSNorm2d(nn.Module):
         self.weight = nn.Parameter(torch.ones(channels))
 
     def forward(self, x):
-        xf = x.float()
-        y = xf * torch.rsqrt(xf.pow(2).mean((1, 2, 3), keepdim=True) + self.eps)
-        return (y * _channel(self.weight)).to(x.dtype)
+        ms = torch.mean(x.square(), (1, 2, 3), keepdim=True, dtype=torch.float32)
+        return x * (torch.rsqrt(ms + self.eps) * _channel(self.weight)).to(x.dtype)
 
 
 class BatchRenorm2d(nn.BatchNorm2d):
@@ -58,8 +57,8 @@ class BatchRenorm2d(nn.BatchNorm2d):
     def forward(self, x):
         if not self.training:
             return super().forward(x)
-        xf = x.float()
-        var, mean = torch.var_mean(xf, dim=(0, 2, 3), unbiased=False)
+        mean = torch.mean(x, (0, 2, 3), dtype=torch.float32)
+        var = (torch.mean(x.square(), (0, 2, 3), dtype=torch.float32) - mean.square()).clamp_min(0)
         std = torch.sqrt(var + self.eps)
         running_std = torch.sqrt(self.running_var + self.eps)
         ramp = min(1.0, float(self.num_batches_tracked) / self.warmup_steps)
@@ -67,12 +66,14 @@ class BatchRenorm2d(nn.BatchNorm2d):
         r = (std.detach() / running_std).clamp(1.0 / r_max, r_max)
         d = ((mean.detach() - self.running_mean) / running_std).clamp(-d_max, d_max)
         with torch.no_grad():
-            n = xf.numel() / xf.shape[1]
-            self.running_mean.lerp_(mean, self.momentum)
-            self.running_var.lerp_(var * n / max(n - 1, 1), self.momentum)
+            n = x.numel() / x.shape[1]
+            self.running_mean.lerp_(mean.detach(), self.momentum)
+            self.running_var.lerp_(var.detach() * n / max(n - 1, 1), self.momentum)
             self.num_batches_tracked += 1
-        y = (xf - _channel(mean)) / _channel(std) * _channel(r) + _channel(d)
-        return (y * _channel(self.weight) + _channel(self.bias)).to(x.dtype)
+        # ((x - mean) / std * r + d) * weight + bias, as one scale and shift per channel
+        scale = r / std * self.weight
+        shift = self.bias + self.weight * (d - mean * r / std)
+        return torch.addcmul(_channel(shift).to(x.dtype), x, _channel(scale).to(x.dtype))
 
 
 class FilterResponseNorm2d(nn.Module):
@@ -89,10 +90,10 @@ class FilterResponseNorm2d(nn.Module):
         self.tau = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x):
-        xf = x.float()
-        y = xf * torch.rsqrt(xf.pow(2).mean((2, 3), keepdim=True) + self.eps)
-        y = y * _channel(self.weight) + _channel(self.bias)
-        return torch.maximum(y, _channel(self.tau)).to(x.dtype)
+        nu2 = torch.mean(x.square(), (2, 3), keepdim=True, dtype=torch.float32)
+        scale = torch.rsqrt(nu2 + self.eps) * _channel(self.weight)
+        y = torch.addcmul(_channel(self.bias).to(x.dtype), x, scale.to(x.dtype))
+        return torch.maximum(y, _channel(self.tau).to(x.dtype))
 
 
 class EvoNormS0(nn.Module):
@@ -108,12 +109,14 @@ class EvoNormS0(nn.Module):
         self.v = nn.Parameter(torch.ones(channels))
 
     def forward(self, x):
-        xf = x.float()
-        n, c, h, w = xf.shape
-        var = xf.reshape(n, self.groups, -1).var(-1, unbiased=False)
-        std = torch.sqrt(var + self.eps).repeat_interleave(c // self.groups, 1).view(n, c, 1, 1)
-        y = xf * torch.sigmoid(_channel(self.v) * xf) / std
-        return (y * _channel(self.weight) + _channel(self.bias)).to(x.dtype)
+        n, c = x.shape[:2]
+        grouped = x.reshape(n, self.groups, -1)
+        mean = torch.mean(grouped, -1, dtype=torch.float32)
+        var = (torch.mean(grouped.square(), -1, dtype=torch.float32) - mean.square()).clamp_min(0)
+        scale = (torch.rsqrt(var + self.eps).repeat_interleave(c // self.groups, 1).view(n, c, 1, 1)
+                 * _channel(self.weight))
+        gated = x * torch.sigmoid(_channel(self.v).to(x.dtype) * x)
+        return torch.addcmul(_channel(self.bias).to(x.dtype), gated, scale.to(x.dtype))
 
 
 class Bias2d(nn.Module):
