@@ -17,7 +17,7 @@ DOC = (ROOT / "docs" / "norms.md").read_text()
 def test_intervals_use_students_t():
     mean, half = leaderboards.interval([1.0, 2.0, 3.0])
     assert mean == 2.0 and half == pytest.approx(4.303 * 1.0 / 3 ** 0.5)
-    assert leaderboards.interval([5.0]) == (5.0, 0.0)
+    assert leaderboards.interval([5.0]) == (5.0, None)
 
 
 def test_rows_pair_each_norm_with_bn_seed_for_seed():

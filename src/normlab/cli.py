@@ -241,8 +241,8 @@ def cmd_leaderboard(a) -> None:
                            report_only=a.report_only, device=a.device, precision=a.precision, data_dir=a.data_dir,
                            progress=not a.no_progress)
     for r in rows:
-        print(f"{r['protocol']} batch {r['batch']} {r['norm']}: {r['test_acc']:.2f} ± {r['ci95']:.2f}% "
-              f"({r['seeds']} seeds)")
+        spread = "" if r["ci95"] is None else f" ± {r['ci95']:.2f}"
+        print(f"{r['protocol']} batch {r['batch']} {r['norm']}: {r['test_acc']:.2f}{spread}% ({r['seeds']} seeds)")
 
 
 def cmd_evaluate(a) -> None:

@@ -44,11 +44,11 @@ QUICK = dict(epochs=2, train_size=5000)  # minutes, not hours: for trying a norm
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 
-def interval(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% confidence interval (0 for a single value)."""
+def interval(values: list[float]) -> tuple[float, float | None]:
+    """Mean and the half-width of its 95% confidence interval (None for a single value: no interval)."""
     mean = statistics.mean(values)
     if len(values) < 2:
-        return mean, 0.0
+        return mean, None
     return mean, T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
 
 
@@ -100,10 +100,12 @@ def rows(results: list[dict], protocol_of: list[str]) -> list[dict]:
     return table
 
 
+def _pm(value: float, half: float | None, sign: str = "") -> str:
+    return f"{value:{sign}.2f}" + (" (1 seed)" if half is None else f" ± {half:.2f}")
+
+
 def _fmt_diff(row: dict) -> str:
-    if row["diff_to_bn"] is None:
-        return "-"
-    return f"{row['diff_to_bn']:+.2f} ± {row['diff_ci95']:.2f}"
+    return "-" if row["diff_to_bn"] is None else _pm(row["diff_to_bn"], row["diff_ci95"], "+")
 
 
 def write(out: Path, table: list[dict], quick: bool, expected: int, finished: int) -> None:
@@ -116,7 +118,7 @@ def write(out: Path, table: list[dict], quick: bool, expected: int, finished: in
              f"paired difference to BN, seed for seed, with its interval. Batch 4 runs scale the learning rate "
              f"linearly. {finished} of {expected} runs finished.")
     head = ["protocol", "batch", "norm", "seeds", "test acc", "Δ BN", "params", "images/s"]
-    cells = [[r["protocol"], str(r["batch"]), r["norm"], str(r["seeds"]), f"{r['test_acc']:.2f} ± {r['ci95']:.2f}",
+    cells = [[r["protocol"], str(r["batch"]), r["norm"], str(r["seeds"]), _pm(r["test_acc"], r["ci95"]),
               _fmt_diff(r), f"{r['params']:,}", f"{r['images_per_second']:,.0f}"] for r in table]
     md = [f"# {title}", "", intro, "", "| " + " | ".join(head) + " |", "|---|---:|---|---:|---:|---:|---:|---:|"]
     md += ["| " + " | ".join(c) + " |" for c in cells]
