@@ -96,3 +96,10 @@ def test_the_board_renders_in_chromium(tmp_path):
     assert state["errors"] == [] and "QUICK" in state["title"]
     md = (tmp_path / "quick-leaderboard.md").read_text()
     assert "| s8 | 128 | gn | 3 | 72.00 ± 2.48 | +1.00 ± 0.00 |" in md
+
+
+def test_throughput_is_the_median_epoch_so_a_busy_spell_does_not_count(tmp_path):
+    rows_ = [{"epoch": i + 1, "images_per_second": v} for i, v in enumerate([1500.0, 1480.0, 310.0, 1510.0])]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows_))
+    assert leaderboards.median_epoch_rate(tmp_path, {"images_per_second": 999.0}) == 1490.0
+    assert leaderboards.median_epoch_rate(tmp_path / "gone", {"images_per_second": 999.0}) == 999.0

@@ -130,3 +130,25 @@ def test_pretrained_files_are_package_data():
     data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["normlab"]
     assert {"pretrained/*.safetensors", "pretrained/*.md"} <= set(data)
     assert (root / "src" / "normlab" / "pretrained").is_dir()
+
+
+def test_model_card_gains_what_the_model_costs_after_training(promoted, tmp_path):
+    run, _ = promoted
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "export.json").write_text(json.dumps({
+        "threads": 2, "files": {"model.onnx": {"bytes": 320_000, "test_acc": 89.64},
+                                "model.int8.onnx": {"bytes": 210_000, "test_acc": 89.3}},
+        "latency_ms": {"onnxruntime int8": {"1": 1.1, "256": 80.0}}}))
+    rob = tmp_path / "robustness.json"
+    rob.write_text(json.dumps({"models": {"pretrained-ln": {"clean_acc": 89.0, "mean_corruption_acc": 70.5,
+                                                           "adapted": None}}}))
+    folder = tmp_path / "dest"
+    promote(run, folder, export=export, robustness=rob)
+    card = pretrained_card("ln", folder)
+    for fragment in ["## After training", "| exported `model.int8.onnx` | 205 KiB, test accuracy 89.30% |",
+                     "1.10 ms at batch 1, 80.0 ms at batch 256 (2 threads)", "70.50% mean over 14 corruptions"]:
+        assert fragment in card, fragment
+    rob.write_text(json.dumps({"models": {"pretrained-bn": {}}}))
+    with pytest.raises(NormlabError, match="no pretrained-ln entry"):
+        promote(run, tmp_path / "dest2", robustness=rob)

@@ -4,8 +4,8 @@ The public API (:mod:`normlab.api`) is imported on first use, so ``import normla
 stay fast (no torch until something needs it)."""
 from .version import __version__
 
-__all__ = ["TrainConfig", "build_model", "compare", "count_params", "evaluate", "leaderboard", "load_model",
-           "load_pretrained", "predict", "pretrained_card", "register_norm", "report", "study_batch_size", "sweep",
+__all__ = ["TrainConfig", "build_model", "compare", "count_params", "evaluate", "export", "leaderboard", "load_model",
+           "load_pretrained", "predict", "pretrained_card", "register_norm", "report", "robustness", "study_batch_size", "sweep",
            "train", "__version__"]
 
 

@@ -174,5 +174,73 @@ def predict(model=None, images: Iterable[PathLike] | torch.Tensor = (), *, pretr
             for ps, ix in zip(best.values, best.indices)]
 
 
-__all__ = ["TrainConfig", "build_model", "compare", "count_params", "evaluate", "leaderboard", "load_model",
-           "load_pretrained", "predict", "register_norm", "report", "study_batch_size", "sweep", "train"]
+def _named_models(models: Iterable, pretrained: Iterable[str]) -> tuple[dict, dict]:
+    """Models by display name, and where each came from: run folders / weights files and pretrained norms."""
+    import hashlib
+
+    from .pretrained import weights_path
+
+    nets, sources = {}, {}
+
+    def add(name, net, source):
+        base, k = name, 2
+        while name in nets:
+            name, k = f"{base}-{k}", k + 1
+        nets[name], sources[name] = net, source
+
+    for m in models:
+        if isinstance(m, torch.nn.Module):
+            add(type(m).__name__.lower(), m, "a model passed in Python")
+            continue
+        p = Path(m)
+        add(p.parent.name if p.suffix == ".safetensors" else p.name, load_model(p), str(p))
+    for norm in pretrained:
+        path = weights_path(norm)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        add(f"pretrained-{norm}", load_pretrained(norm), f"normlab pretrained {norm} (weights sha256 {digest}...)")
+    if not nets:
+        raise NormlabError("pass a run folder / .safetensors file, or --pretrained NORM")
+    return nets, sources
+
+
+def robustness(models: Iterable = (), *, pretrained: Iterable[str] = (), out: PathLike = "runs/robustness",
+               corruptions: Iterable[str] | None = None, severities: Iterable[int] = (1, 2, 3, 4, 5),
+               adapt_bn: bool = False, limit: int | None = None, seed: int = 0, data_dir: PathLike | None = None,
+               device: str = "auto", overwrite: bool = False, report_only: bool = False, log=print) -> dict:
+    """Accuracy of each model (run folders, weights files, nn.Modules, and/or ``pretrained=("bn", ...)``) on
+    CIFAR-10-C style corruptions of the test set (normlab.corruptions), each at severities 1-5, with
+    ``adapt_bn`` also after re-estimating BatchNorm statistics on each corrupted set; writes robustness.md,
+    .html, .json and heat maps into ``out`` and returns the figures. ``report_only``: redraw the report in
+    ``out`` from its robustness.json, measuring nothing."""
+    from .corruptions import CORRUPTIONS
+    from .robust import rewrite, run
+
+    if report_only:
+        return rewrite(Path(out), data_dir, log)
+    nets, sources = _named_models(models, pretrained)
+    return run(nets, sources, Path(out), corruptions=tuple(corruptions or CORRUPTIONS), severities=tuple(severities),
+               adapt_bn=adapt_bn, limit=limit, seed=seed, data_dir=data_dir, device=device, overwrite=overwrite,
+               log=log)
+
+
+def export(model=None, *, pretrained: str | None = None, format: str = "onnx", int8: bool = False,
+           fold: bool = True, out: PathLike | None = None, calibration_images: int = 1000,
+           data_dir: PathLike | None = None, overwrite: bool = False, log=print) -> dict:
+    """Export a model (run folder, weights file or ``pretrained="gn"``) to ONNX or TorchScript, BatchNorm
+    folded where possible, optionally also int8-quantized (ONNX Runtime, calibrated on training images),
+    into ``out`` (default ``runs/export/<name>``) with an export card: sizes, parity with PyTorch, test
+    accuracy of each file and latency. Returns the card."""
+    from .deploy import export_model
+
+    nets, sources = _named_models([] if model is None else [model], [] if pretrained is None else [pretrained])
+    if len(nets) != 1:
+        raise NormlabError("pass either a run folder / .safetensors file or --pretrained NORM, not both")
+    (name, net), = nets.items()
+    return export_model(net, sources[name], Path(out or Path("runs/export") / name), fmt=format, int8=int8,
+                        fold=fold, calibration_images=calibration_images, data_dir=data_dir, overwrite=overwrite,
+                        log=log)
+
+
+__all__ = ["TrainConfig", "build_model", "compare", "count_params", "evaluate", "export", "leaderboard", "load_model",
+           "load_pretrained", "predict", "register_norm", "report", "robustness", "study_batch_size", "sweep",
+           "train"]

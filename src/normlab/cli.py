@@ -142,6 +142,41 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"use the packaged pretrained model of this norm ({', '.join(USER_NORMS)})")
     p.add_argument("--top", type=int, default=3, help="classes to show per image (default: 3)")
 
+    p = sub.add_parser("robustness", help="accuracy under CIFAR-10-C style corruptions (noise, blur, weather, "
+                       "digital; severities 1-5), optionally with test-time BatchNorm adaptation")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="run folders or .safetensors weights files")
+    p.add_argument("--pretrained", metavar="NORMS",
+                   help=f"also the packaged pretrained models of these norms, comma-separated ({', '.join(USER_NORMS)})")
+    p.add_argument("--corruptions", help="comma-separated (default: all 14; see docs/robustness.md)")
+    p.add_argument("--severities", default="1,2,3,4,5", help="comma-separated, 1-5 (default: all)")
+    p.add_argument("--adapt-bn", action="store_true",
+                   help="also report accuracy after re-estimating BatchNorm statistics on each corrupted set "
+                        "(no labels); models without BatchNorm are reported as having nothing to adapt")
+    p.add_argument("--limit", type=int, help="use the first N test images only (default: all 10,000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the corruptions' random draws (default: 0)")
+    p.add_argument("--out", default="runs/robustness", help="report folder (default: runs/robustness)")
+    p.add_argument("--overwrite", action="store_true", help="replace a robustness report already in --out")
+    p.add_argument("--report-only", action="store_true",
+                   help="measure nothing: redraw the report (md, html, figures) in --out from its robustness.json")
+    p.add_argument("--data-dir", help="CIFAR-10 folder (as for train)")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("export", help="export a trained model to ONNX or TorchScript (BatchNorm folded), "
+                       "optionally int8-quantized, with its accuracy, size and latency")
+    p.add_argument("path", nargs="?", help="run folder or .safetensors weights file (or use --pretrained)")
+    p.add_argument("--pretrained", metavar="NORM",
+                   help=f"export the packaged pretrained model of this norm ({', '.join(USER_NORMS)}) instead")
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="(default: onnx)")
+    p.add_argument("--int8", action="store_true",
+                   help="also write model.int8.onnx: static int8 quantization with ONNX Runtime, calibrated on "
+                        "training images, with its test accuracy")
+    p.add_argument("--calibration-images", type=int, default=1000,
+                   help="training images the int8 ranges are calibrated on (default: 1000)")
+    p.add_argument("--no-fold", action="store_true", help="keep BatchNorm layers as they are")
+    p.add_argument("--out", help="output folder (default: runs/export/<model name>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an export already in --out")
+    p.add_argument("--data-dir", help="CIFAR-10 folder (as for train)")
+
     p = sub.add_parser("recipes", help="the recipe presets; with a name, every setting of that recipe")
     p.add_argument("name", nargs="?", help="a preset (default: list them all)")
     p.add_argument("--all", action="store_true", help="list the experimental presets too")
@@ -287,6 +322,32 @@ def cmd_predict(a) -> None:
         print(f"{name}: " + ", ".join(f"{c} {100 * p:.1f}%" for c, p in top))
 
 
+def cmd_robustness(a) -> None:
+    from . import api
+
+    pretrained = parse_list(a.pretrained, "pretrained") if a.pretrained else []
+    corruptions = parse_list(a.corruptions, "corruptions") if a.corruptions else None
+    severities = parse_list(a.severities, "severities", int)
+    r = api.robustness(a.paths, pretrained=pretrained, out=a.out, corruptions=corruptions, severities=severities,
+                       adapt_bn=a.adapt_bn, limit=a.limit, seed=a.seed, data_dir=a.data_dir, device=a.device,
+                       overwrite=a.overwrite, report_only=a.report_only)
+    for name, m in r["models"].items():
+        line = f"{name}: clean {m['clean_acc']:.2f}%, mean corruption accuracy {m['mean_corruption_acc']:.2f}%"
+        if m["adapted_acc"] is not None:
+            line += f" (BN adapted: {m['adapted']['mean_corruption_acc']:.2f}%)"
+        print(line)
+
+
+def cmd_export(a) -> None:
+    from . import api
+
+    card = api.export(a.path, pretrained=a.pretrained, format=a.format, int8=a.int8, fold=not a.no_fold, out=a.out,
+                      calibration_images=a.calibration_images, data_dir=a.data_dir, overwrite=a.overwrite)
+    for name, info in card["files"].items():
+        print(f"{name}: {info['bytes'] / 1024:,.0f} KiB, test accuracy {info['test_acc']:.2f}%"
+              + (f", max |logit difference| to PyTorch {info['max_abs_diff']:.1e}" if "max_abs_diff" in info else ""))
+
+
 def cmd_recipes(a) -> None:
     import textwrap
 
@@ -324,10 +385,11 @@ def cmd_summary(a) -> None:
 
 COMMANDS = {"train": cmd_train, "compare": cmd_compare, "leaderboard": cmd_leaderboard, "report": cmd_report,
             "study": cmd_study,
-            "sweep": cmd_sweep, "evaluate": cmd_evaluate, "predict": cmd_predict, "recipes": cmd_recipes,
+            "sweep": cmd_sweep, "evaluate": cmd_evaluate, "predict": cmd_predict, "robustness": cmd_robustness,
+            "export": cmd_export, "recipes": cmd_recipes,
             "summary": cmd_summary}
 # Commands that compute with torch on the CPU: they keep freed memory for reuse (normlab.heap).
-COMPUTING = {"train", "compare", "leaderboard", "study", "sweep", "evaluate", "predict"}
+COMPUTING = {"train", "compare", "leaderboard", "study", "sweep", "evaluate", "predict", "robustness", "export"}
 
 
 def _os_error(exc: OSError) -> str:

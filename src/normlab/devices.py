@@ -29,6 +29,29 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
+
+
+def cpu_description() -> dict:
+    """This machine's CPU model and the vector flags that decide its speed (Linux; 'unknown' elsewhere),
+    recorded with every timing: figures from different CPUs do not compare."""
+    import platform
+
+    info = {"model": platform.processor() or "unknown", "flags": []}
+    try:
+        lines = open("/proc/cpuinfo").read().splitlines()
+    except OSError:
+        return info
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            info["model"] = value.strip()
+        elif key.strip() == "flags":
+            info["flags"] = [f for f in value.split() if f in CPU_FLAGS]
+            break
+    return info
+
+
 def cpu_supports_bf16() -> bool:
     """True where oneDNN has native bfloat16 kernels (AVX512-BF16 or AMX); elsewhere bf16 is emulated
     and slower than float32."""

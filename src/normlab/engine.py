@@ -20,7 +20,7 @@ from .version import __version__
 from .augment import augment
 from .config import RunSpec, TrainConfig, resolve
 from .data import Cifar10, load_cifar10, split
-from .devices import EMULATED_BF16, autocast, resolve_device, resolve_precision, to_input
+from .devices import EMULATED_BF16, autocast, cpu_description, resolve_device, resolve_precision, to_input
 from .errors import NormlabError
 from .evaluation import evaluate
 from .metrics import confusion_matrix, per_class_accuracy
@@ -225,6 +225,7 @@ def finish(run: RunDir, model, spec: RunSpec, data: Cifar10, device: torch.devic
         "images_per_second": round(sum(r["images_per_second"] * r["train_seconds"] for r in rows)
                                    / train_seconds, 1),
         "device": device.type, "precision": precision, "threads": torch.get_num_threads(),
+        "cpu": cpu_description()["model"] if device.type == "cpu" else None,
         "train_size": cfg.train_size, "val_size": cfg.val_size, "batch_size": recipe.batch_size,
         "lr": recipe.lr, "torch": torch.__version__, "normlab": __version__,
     }

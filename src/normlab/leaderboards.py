@@ -79,6 +79,18 @@ def plan(norms: list[str], protocols: list[str], seeds=SEEDS, quick: bool = Fals
     return configs
 
 
+def median_epoch_rate(folder: Path, result: dict) -> float:
+    """The run's training throughput as the median over its epochs (metrics.jsonl), so that a machine busy
+    with something else for part of a run does not drag the figure down; the run's mean where no epoch
+    rows are left."""
+    from .runs import read_jsonl
+
+    path = Path(folder) / "metrics.jsonl"
+    rates = [row["images_per_second"] for row in (read_jsonl(path) if path.is_file() else [])
+             if isinstance(row.get("images_per_second"), (int, float))]
+    return statistics.median(rates) if rates else result["images_per_second"]
+
+
 def rows(results: list[dict], protocol_of: list[str]) -> list[dict]:
     """One row per (protocol, batch, norm): the board's table."""
     groups: dict[tuple, dict[int, dict]] = {}
@@ -95,7 +107,8 @@ def rows(results: list[dict], protocol_of: list[str]) -> list[dict]:
         table.append({"protocol": p, "batch": batch, "norm": norm, "arch": first["arch"], "seeds": len(accs),
                       "test_acc": mean, "ci95": half, "diff_to_bn": diff[0] if diff else None,
                       "diff_ci95": diff[1] if diff else None, "params": first["params"],
-                      "images_per_second": statistics.mean(r["images_per_second"] for r in by_seed.values())})
+                      "images_per_second": statistics.median(r.get("epoch_images_per_second", r["images_per_second"])
+                                                             for r in by_seed.values())})
     table.sort(key=lambda row: (row["protocol"], -row["batch"], -row["test_acc"]))
     return table
 
@@ -116,7 +129,7 @@ def write(out: Path, table: list[dict], quick: bool, expected: int, finished: in
     title = "Norm leaderboard" + (" (QUICK PROFILE: 2 epochs on 5,000 images; not comparable)" if quick else "")
     intro = (f"Test accuracy (%) at the final epoch, mean ± 95% confidence interval over seeds; Δ BN is the mean "
              f"paired difference to BN, seed for seed, with its interval. Batch 4 runs scale the learning rate "
-             f"linearly. {finished} of {expected} runs finished.")
+             f"linearly. images/s: training throughput of the median epoch (median over seeds). {finished} of {expected} runs finished.")
     head = ["protocol", "batch", "norm", "seeds", "test acc", "Δ BN", "params", "images/s"]
     cells = [[r["protocol"], str(r["batch"]), r["norm"], str(r["seeds"]), _pm(r["test_acc"], r["ci95"]),
               _fmt_diff(r), f"{r['params']:,}", f"{r['images_per_second']:,.0f}"] for r in table]
@@ -154,6 +167,7 @@ def leaderboard(norms: list[str], protocols: list[str], out: Path, *, seeds=SEED
         results = run_on_ray(specs, False, None, 1, 0, log)
     else:
         results = run_all(specs, False, log)
+    results = [r and {**r, "epoch_images_per_second": median_epoch_rate(spec.out, r)} for r, spec in zip(results, specs)]
     done = [(r, p) for r, p in zip(results, protocol_of) if r is not None]
     if not done:
         raise NormlabError(f"{out}: no finished runs for this board yet; drop --report-only to train them")
