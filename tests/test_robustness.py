@@ -179,3 +179,28 @@ def test_cli_bad_inputs(tmp_path):
     assert_one_line_error(run_cli("robustness", "--out", tmp_path / "r"), "--pretrained NORM")
     assert_one_line_error(run_cli("robustness", "--pretrained", "gn", "--limit", "0", "--out", tmp_path / "r"),
                           "--limit")
+
+
+def test_an_interrupted_measurement_goes_on_where_it_stopped(tmp_path):
+    torch.manual_seed(0)
+    models = {"bn": build_model("s8", "bn"), "gn": build_model("s8", "gn")}
+    x, y = images(30, seed=3), torch.randint(0, 10, (30,))
+    args = dict(corruptions=("contrast", "fog"), severities=(1, 3), adapt_bn=True, device="cpu")
+    full = measure(models, x, y, log=lambda *_: None, **args)
+    seen = []
+
+    def stop_after_two(line):
+        seen.append(line)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    partial = tmp_path / "p.json"
+    with pytest.raises(KeyboardInterrupt):
+        measure(models, x, y, log=stop_after_two, partial=partial, **args)
+    lines = []
+    again = measure(models, x, y, log=lines.append, partial=partial, **args)
+    assert lines[0].startswith(f"resuming from {partial}: 2 corrupted set(s)") and len(lines) == 1 + 2
+    assert again["models"] == full["models"]
+    # another measurement (here: other severities) does not take the saved cells for its own
+    other = measure(models, x, y, log=lambda *_: None, partial=partial, **{**args, "severities": (2,)})
+    assert all(len(v) == 1 for v in other["models"]["bn"]["acc"].values())

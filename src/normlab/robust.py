@@ -23,6 +23,7 @@ from .runs import atomic_write_json, atomic_write_text, save_figure
 
 HEATMAP = "robustness.png"
 GALLERY = "corruptions.png"
+PARTIAL = ".robustness.partial.json"
 
 
 def has_batch_norm(model: nn.Module) -> bool:
@@ -67,10 +68,14 @@ def _summary(clean: float, acc: dict[str, list[float]]) -> dict:
 
 
 def measure(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, *, corruptions=tuple(CORRUPTIONS),
-            severities=SEVERITIES, adapt_bn: bool = False, seed: int = 0, device: str = "auto", log=print) -> dict:
+            severities=SEVERITIES, adapt_bn: bool = False, seed: int = 0, device: str = "auto", log=print,
+            partial: Path | None = None, key: dict | None = None) -> dict:
     """Accuracy of each model on each corrupted copy of ``x`` (uint8 test images, labels ``y``); each
-    corrupted set is generated once and shared by the models."""
+    corrupted set is generated once and shared by the models. With ``partial``, every finished set is
+    saved there (with ``key``, what identifies the measurement), and a later call with the same key goes
+    on from it instead of starting again."""
     from .devices import resolve_device
+    from .runs import read_json
 
     corruptions, severities = check_names(corruptions), check_severities(severities)
     if not models:
@@ -78,22 +83,38 @@ def measure(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, *, c
     dev = resolve_device(device)
     nets = {name: m.to(dev).eval() for name, m in models.items()}
     adaptable = {name: adapt_bn and has_batch_norm(m) for name, m in nets.items()}
-    out = {name: {"clean_acc": _accuracy(m, x, y, dev), "acc": {}, "adapted_acc": {} if adaptable[name] else None}
-           for name, m in nets.items()}
-    for name, m in nets.items():
-        if adaptable[name]:
-            out[name]["adapted_clean_acc"] = _accuracy(adapt_batch_norm(m, x), x, y, dev)
+    key = {**(key or {}), "models": sorted(nets), "images": len(x), "seed": seed, "adapt_bn": adapt_bn,
+           "corruptions": corruptions, "severities": severities}
+    saved = read_json(partial) if partial is not None and partial.is_file() else None
+    if saved is not None and saved.get("key") == key:
+        out = saved["models"]
+        log(f"resuming from {partial}: {sum(len(v) for v in next(iter(out.values()))['acc'].values())} "
+            "corrupted set(s) already measured")
+    else:
+        out = {name: {"clean_acc": _accuracy(m, x, y, dev), "acc": {}, "adapted_acc": {} if adaptable[name] else None}
+               for name, m in nets.items()}
+        for name, m in nets.items():
+            if adaptable[name]:
+                out[name]["adapted_clean_acc"] = _accuracy(adapt_batch_norm(m, x), x, y, dev)
     for c in corruptions:
         for s in severities:
+            k = severities.index(s)
+            if all(len(r["acc"].get(c, [])) > k for r in out.values()):
+                continue  # measured before an interruption
             xc = corrupt(x, c, s, seed)
             for name, m in nets.items():
                 out[name]["acc"].setdefault(c, []).append(_accuracy(m, xc, y, dev))
                 if adaptable[name]:
                     out[name]["adapted_acc"].setdefault(c, []).append(_accuracy(adapt_batch_norm(m, xc), xc, y, dev))
+            if partial is not None:
+                atomic_write_json(partial, {"key": key, "models": out})
             log(f"{c} severity {s}: " + ", ".join(f"{n} {r['acc'][c][-1]:.2f}%"
                                                   + (f" (adapted {r['adapted_acc'][c][-1]:.2f}%)" if r["adapted_acc"] is not None else "")
                                                   for n, r in out.items()))
     for name, r in out.items():
+        r["acc"] = {c: r["acc"][c] for c in corruptions}
+        if r["adapted_acc"] is not None:
+            r["adapted_acc"] = {c: r["adapted_acc"][c] for c in corruptions}
         r.update(_summary(r["clean_acc"], r["acc"]))
         if r["adapted_acc"] is not None:
             r["adapted"] = _summary(r["adapted_clean_acc"], r["adapted_acc"])
@@ -259,8 +280,11 @@ def run(models: dict[str, nn.Module], sources: dict[str, str], out: Path, *, cor
     check_severities(severities)
     data = load_cifar10(data_dir)
     x, y = data.test_x[:limit], data.test_y[:limit]
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / PARTIAL  # an interrupted measurement goes on from here when run again
     result = measure(models, x, y, corruptions=corruptions, severities=severities, adapt_bn=adapt_bn, seed=seed,
-                     device=device, log=log)
+                     device=device, log=log, partial=partial, key={"sources": sources})
     write_report(out, result, sources, image=x[1] if len(x) > 1 else x[0])
+    partial.unlink(missing_ok=True)
     log(f"robustness report: {out / 'robustness.md'}")
     return result
