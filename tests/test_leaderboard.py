@@ -95,7 +95,7 @@ def test_the_board_renders_in_chromium(tmp_path):
     state = open_in_chromium(tmp_path / "quick-leaderboard.html", tmp_path / "shot.png")
     assert state["errors"] == [] and "QUICK" in state["title"]
     md = (tmp_path / "quick-leaderboard.md").read_text()
-    assert "| s8 | 128 | gn | 3 | 72.00 ± 2.48 | +1.00 ± 0.00 |" in md
+    assert "| s8 | 128 | gn | 3 | 72.00 ± 2.48 | +1.00 ± 0.00 |" in md and "| unrecorded |" in md
 
 
 def test_throughput_is_the_median_epoch_so_a_busy_spell_does_not_count(tmp_path):
@@ -103,3 +103,12 @@ def test_throughput_is_the_median_epoch_so_a_busy_spell_does_not_count(tmp_path)
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows_))
     assert leaderboards.median_epoch_rate(tmp_path, {"images_per_second": 999.0}) == 1490.0
     assert leaderboards.median_epoch_rate(tmp_path / "gone", {"images_per_second": 999.0}) == 999.0
+
+
+def test_the_cpu_of_each_row_is_named():
+    assert leaderboards.short_cpu("Intel(R) Xeon(R) Processor") == "Intel Xeon"
+    assert leaderboards.short_cpu("AMD EPYC 9R14 96-Core Processor") == "AMD EPYC 9R14 96-Core"
+    assert leaderboards.short_cpu(None) == "unrecorded"
+    results = [{"arch": "s8", "norm": "bn", "seed": s, "batch_size": 128, "test_acc": 70.0, "params": 1,
+                "images_per_second": 1.0, "cpu": c} for s, c in ((0, "Intel(R) Xeon(R) Processor"), (1, None))]
+    assert leaderboards.rows(results, ["s8", "s8"])[0]["cpu"] == "Intel Xeon, unrecorded"

@@ -91,6 +91,15 @@ def median_epoch_rate(folder: Path, result: dict) -> float:
     return statistics.median(rates) if rates else result["images_per_second"]
 
 
+def short_cpu(name: str | None) -> str:
+    """'Intel(R) Xeon(R) Processor' -> 'Intel Xeon'; runs from before normlab recorded it: 'unrecorded'."""
+    if not name:
+        return "unrecorded"
+    for junk in ("(R)", "(TM)", " Processor", " CPU", " @"):
+        name = name.replace(junk, "")
+    return " ".join(name.split()[:4])
+
+
 def rows(results: list[dict], protocol_of: list[str]) -> list[dict]:
     """One row per (protocol, batch, norm): the board's table."""
     groups: dict[tuple, dict[int, dict]] = {}
@@ -108,7 +117,8 @@ def rows(results: list[dict], protocol_of: list[str]) -> list[dict]:
                       "test_acc": mean, "ci95": half, "diff_to_bn": diff[0] if diff else None,
                       "diff_ci95": diff[1] if diff else None, "params": first["params"],
                       "images_per_second": statistics.median(r.get("epoch_images_per_second", r["images_per_second"])
-                                                             for r in by_seed.values())})
+                                                             for r in by_seed.values()),
+                      "cpu": ", ".join(sorted({short_cpu(r.get("cpu")) for r in by_seed.values()}))})
     table.sort(key=lambda row: (row["protocol"], -row["batch"], -row["test_acc"]))
     return table
 
@@ -129,11 +139,13 @@ def write(out: Path, table: list[dict], quick: bool, expected: int, finished: in
     title = "Norm leaderboard" + (" (QUICK PROFILE: 2 epochs on 5,000 images; not comparable)" if quick else "")
     intro = (f"Test accuracy (%) at the final epoch, mean ± 95% confidence interval over seeds; Δ BN is the mean "
              f"paired difference to BN, seed for seed, with its interval. Batch 4 runs scale the learning rate "
-             f"linearly. images/s: training throughput of the median epoch (median over seeds). {finished} of {expected} runs finished.")
-    head = ["protocol", "batch", "norm", "seeds", "test acc", "Δ BN", "params", "images/s"]
+             f"linearly. images/s: training throughput of the median epoch (median over seeds), on the CPU named "
+             f"beside it (throughput from different CPUs does not compare; older runs did not record theirs). {finished} of {expected} runs finished.")
+    head = ["protocol", "batch", "norm", "seeds", "test acc", "Δ BN", "params", "images/s", "measured on"]
     cells = [[r["protocol"], str(r["batch"]), r["norm"], str(r["seeds"]), _pm(r["test_acc"], r["ci95"]),
-              _fmt_diff(r), f"{r['params']:,}", f"{r['images_per_second']:,.0f}"] for r in table]
-    md = [f"# {title}", "", intro, "", "| " + " | ".join(head) + " |", "|---|---:|---|---:|---:|---:|---:|---:|"]
+              _fmt_diff(r), f"{r['params']:,}", f"{r['images_per_second']:,.0f}", r.get("cpu", "unrecorded")]
+             for r in table]
+    md = [f"# {title}", "", intro, "", "| " + " | ".join(head) + " |", "|---|---:|---|---:|---:|---:|---:|---:|---|"]
     md += ["| " + " | ".join(c) + " |" for c in cells]
     md += ["", "Protocols: " + "; ".join(f"`{k}`: {p.about} (`{p.arch}`, `{p.recipe}`)" for k, p in PROTOCOLS.items())]
     atomic_write_text(out / f"{prefix}leaderboard.md", "\n".join(md) + "\n")
