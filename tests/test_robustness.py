@@ -179,6 +179,8 @@ def test_cli_bad_inputs(tmp_path):
     assert_one_line_error(run_cli("robustness", "--out", tmp_path / "r"), "--pretrained NORM")
     assert_one_line_error(run_cli("robustness", "--pretrained", "gn", "--limit", "0", "--out", tmp_path / "r"),
                           "--limit")
+    assert_one_line_error(run_cli("robustness", "--pretrained", "gn", "--seed", "-1", "--out", tmp_path / "r"),
+                          "--seed must be a whole number")
 
 
 def test_an_interrupted_measurement_goes_on_where_it_stopped(tmp_path):

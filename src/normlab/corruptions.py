@@ -342,6 +342,8 @@ def corrupt(images: torch.Tensor, name: str, severity: int, seed: int = 0) -> to
     Deterministic in (images, name, severity, seed)."""
     check_names([name])
     check_severities([severity])
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise NormlabError(f"seed must be a whole number between 0 and {2**63 - 1}, got {seed!r}")
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
         raise NormlabError(f"images must be uint8 of shape (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
     spec = CORRUPTIONS[name]

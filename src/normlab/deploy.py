@@ -241,6 +241,7 @@ def export_model(model: nn.Module, source: str, out: Path, *, fmt: str = "onnx",
     export card (export.md, export.json): folding, file sizes, parity with PyTorch, test accuracy of each
     exported file and its latency at batch 1 and 256 on this machine."""
     from .data import load_cifar10
+    from .devices import cpu_description
     from .models import count_params
 
     if fmt not in FORMATS:
@@ -262,8 +263,6 @@ def export_model(model: nn.Module, source: str, out: Path, *, fmt: str = "onnx",
     folded, counts = fold_batch_norm(model) if fold else (copy.deepcopy(model).eval(), None)
     x, y = data.test_x, data.test_y
     reference = torch_logits(model, x)
-    from .devices import cpu_description
-
     card = {"source": source, "params": count_params(model), "cpu": cpu_description()["model"],
             "format": fmt, "folded": counts, "torch": torch.__version__, "threads": torch.get_num_threads(),
             "parity_tolerance": f"abs. difference <= {PARITY_TOL} + 1e-5 x abs. logit on all {len(x):,} test images",
@@ -301,6 +300,8 @@ def export_model(model: nn.Module, source: str, out: Path, *, fmt: str = "onnx",
                                             "test_acc": _accuracy(onnx_logits(q, x), y),
                                             "calibration": f"first {calibration_images:,} training images"}
         runners["onnxruntime int8"] = lambda b: q.run(["logits"], {"images": (b.float() / 255).numpy()})
+    else:
+        (out / "model.int8.onnx").unlink(missing_ok=True)  # an earlier export's int8 file would not match
     runners = {"pytorch fp32 (as trained, unfolded)": lambda b: torch_logits(model, b), **runners}
     card["latency_ms"] = {k: {str(b): round(latency_ms(fn, b), 3) for b in (1, 256)} for k, fn in runners.items()}
     write_card(out, card)

@@ -276,6 +276,8 @@ def run(models: dict[str, nn.Module], sources: dict[str, str], out: Path, *, cor
                            "another --out")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise NormlabError(f"--limit must be a whole number of at least 1, got {limit!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise NormlabError(f"--seed must be a whole number between 0 and {2**63 - 1}, got {seed!r}")
     check_names(corruptions)
     check_severities(severities)
     data = load_cifar10(data_dir)
