@@ -22,16 +22,12 @@ import torch
 
 import normlab
 from normlab.data import load_cifar10
-from normlab.deploy import (fold_batch_norm, latency_ms, onnx_session, quantize_int8, save_onnx, torch_logits)
+from normlab.deploy import fold_batch_norm, latency_ms, onnx_runner, onnx_session, save_int8_onnx, save_onnx, torch_logits
 from normlab.devices import cpu_description
 from normlab.heap import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 S8_RUNS = {n: ROOT / "results" / "reference-bf16-3seeds" / f"s8-{n}-seed0" for n in ("bn", "gn", "ln")}
-
-
-def ort_runner(session):
-    return lambda b: session.run(["logits"], {"images": (b.float() / 255).numpy()})
 
 
 def main(argv=None) -> int:
@@ -53,15 +49,13 @@ def main(argv=None) -> int:
         for name, model in models.items():
             model = model.float().eval()
             folded, counts = fold_batch_norm(model)
-            exact, _ = fold_batch_norm(model, after_relu=False)
-            fp32, plain, int8 = Path(tmp) / "m.onnx", Path(tmp) / "plain.onnx", Path(tmp) / "m.int8.onnx"
+            fp32, int8 = Path(tmp) / "m.onnx", Path(tmp) / "m.int8.onnx"
             save_onnx(folded, fp32)
-            save_onnx(exact, plain)
-            quantize_int8(plain, int8, calibration)
+            save_int8_onnx(model, int8, calibration)
             runners = {"pytorch fp32": lambda b, m=model: torch_logits(m, b),
                        "pytorch fp32 folded": lambda b, m=folded: torch_logits(m, b),
-                       "onnxruntime fp32 folded": ort_runner(onnx_session(fp32)),
-                       "onnxruntime int8": ort_runner(onnx_session(int8))}
+                       "onnxruntime fp32 folded": onnx_runner(onnx_session(fp32)),
+                       "onnxruntime int8": onnx_runner(onnx_session(int8))}
             row = {"model": name, "folded": counts, "params": normlab.count_params(model),
                    "latency_ms": {k: {str(b): round(latency_ms(fn, b), 3) for b in (1, 256)} for k, fn in runners.items()}}
             rows.append(row)

@@ -152,3 +152,4 @@ def test_model_card_gains_what_the_model_costs_after_training(promoted, tmp_path
     rob.write_text(json.dumps({"models": {"pretrained-bn": {}}}))
     with pytest.raises(NormlabError, match="no pretrained-ln entry"):
         promote(run, tmp_path / "dest2", robustness=rob)
+    assert not (tmp_path / "dest2" / "ln.safetensors").exists()  # nothing installed

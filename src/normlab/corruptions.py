@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .config import MAX_SEED, check_int
 from .errors import NormlabError
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -342,8 +343,7 @@ def corrupt(images: torch.Tensor, name: str, severity: int, seed: int = 0) -> to
     Deterministic in (images, name, severity, seed)."""
     check_names([name])
     check_severities([severity])
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise NormlabError(f"seed must be a whole number between 0 and {2**63 - 1}, got {seed!r}")
+    check_int(seed, "seed", 0, MAX_SEED)
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
         raise NormlabError(f"images must be uint8 of shape (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
     spec = CORRUPTIONS[name]

@@ -151,23 +151,22 @@ def save_onnx(model: nn.Module, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def onnx_session(path: Path, threads: int | None = None):
+def onnx_session(path: Path):
     _require_onnx()
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def onnx_runner(session):
+    """A function from a uint8 batch (N, 3, 32, 32) to the session's logits (a NumPy array)."""
+    return lambda images: session.run(["logits"], {"images": (images.float() / 255).numpy()})[0]
 
 
 def onnx_logits(session, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Logits of uint8 images (N, 3, 32, 32) from an ONNX Runtime session."""
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = (images[i:i + batch_size].float() / 255).numpy()
-        out.append(torch.from_numpy(session.run(["logits"], {"images": x})[0]))
+    run = onnx_runner(session)
+    out = [torch.from_numpy(run(images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
     return torch.cat(out) if out else torch.zeros(0, 10)
 
 
@@ -215,6 +214,20 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: torch.Tensor) ->
             p.unlink(missing_ok=True)
 
 
+def save_int8_onnx(model: nn.Module, path: Path, calibration: torch.Tensor, fold: bool = True) -> None:
+    """``model`` as int8 ONNX (:func:`quantize_int8`), quantized from a graph where only conv -> BN pairs are
+    folded: moving a BN's scale in front of a ReLU spreads the conv's output channels over a 1000x range
+    (scales 0.01-99 in the pretrained BN ConvMixer), which one int8 range per tensor cannot hold (measured:
+    11.7% test accuracy instead of 90.4%)."""
+    exact = fold_batch_norm(model, after_relu=False)[0] if fold else model
+    plain = path.with_name(f".{path.stem}.fp32-for-int8.onnx")
+    try:
+        save_onnx(exact, plain)
+        quantize_int8(plain, path, calibration)
+    finally:
+        plain.unlink(missing_ok=True)
+
+
 def latency_ms(run, batch: int, repeats: int | None = None, warmup: int = 3) -> float:
     """Median wall time in milliseconds of ``run(x)`` on a random uint8 batch of ``batch`` images."""
     x = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8)
@@ -240,6 +253,7 @@ def export_model(model: nn.Module, source: str, out: Path, *, fmt: str = "onnx",
     """Export ``model`` into ``out`` (model.onnx or model.pt; model.int8.onnx with ``int8``) and write its
     export card (export.md, export.json): folding, file sizes, parity with PyTorch, test accuracy of each
     exported file and its latency at batch 1 and 256 on this machine."""
+    from .config import check_int
     from .data import load_cifar10
     from .devices import cpu_description
     from .models import count_params
@@ -248,8 +262,7 @@ def export_model(model: nn.Module, source: str, out: Path, *, fmt: str = "onnx",
         raise NormlabError(f"unknown export format {fmt!r}; choose onnx or torchscript")
     if int8 and fmt != "onnx":
         raise NormlabError("--int8 quantizes with ONNX Runtime; use it with --format onnx")
-    if isinstance(calibration_images, bool) or not isinstance(calibration_images, int) or calibration_images < 1:
-        raise NormlabError(f"--calibration-images must be at least 1, got {calibration_images!r}")
+    check_int(calibration_images, "--calibration-images", 1)
     if fmt == "onnx":
         _require_onnx()
     out = Path(out)
@@ -274,7 +287,7 @@ def export_model(model: nn.Module, source: str, out: Path, *, fmt: str = "onnx",
         save_onnx(folded, out / name)
         session = onnx_session(out / name)
         exported = onnx_logits(session, x)
-        runners = {"onnxruntime fp32": lambda b: session.run(["logits"], {"images": (b.float() / 255).numpy()})}
+        runners = {"onnxruntime fp32": onnx_runner(session)}
     else:
         save_torchscript(folded, out / name)
         scripted = load_torchscript(out / name)
@@ -285,21 +298,12 @@ def export_model(model: nn.Module, source: str, out: Path, *, fmt: str = "onnx",
                            "max_abs_diff": float(diff.max()),
                            "parity": bool((diff <= PARITY_TOL + 1e-5 * reference.abs()).all())}
     if int8:
-        # Quantized from a graph where only conv -> BN pairs are folded: moving a BN's scale in front of a
-        # ReLU spreads the conv's output channels over a 1000x range (scales 0.01-99 in the pretrained BN
-        # ConvMixer), which one int8 range per tensor cannot hold (measured: 11.7% instead of 90.4%).
-        exact, _ = fold_batch_norm(model, after_relu=False) if fold else (model, None)
-        plain = out / ".model.fp32-for-int8.onnx"
-        try:
-            save_onnx(exact, plain)
-            quantize_int8(plain, out / "model.int8.onnx", data.train_x[:calibration_images])
-        finally:
-            plain.unlink(missing_ok=True)
+        save_int8_onnx(model, out / "model.int8.onnx", data.train_x[:calibration_images], fold)
         q = onnx_session(out / "model.int8.onnx")
         card["files"]["model.int8.onnx"] = {"bytes": (out / "model.int8.onnx").stat().st_size,
                                             "test_acc": _accuracy(onnx_logits(q, x), y),
                                             "calibration": f"first {calibration_images:,} training images"}
-        runners["onnxruntime int8"] = lambda b: q.run(["logits"], {"images": (b.float() / 255).numpy()})
+        runners["onnxruntime int8"] = onnx_runner(q)
     else:
         (out / "model.int8.onnx").unlink(missing_ok=True)  # an earlier export's int8 file would not match
     runners = {"pytorch fp32 (as trained, unfolded)": lambda b: torch_logits(model, b), **runners}

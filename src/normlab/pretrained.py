@@ -163,17 +163,17 @@ def promote(run: str | os.PathLike, folder: str | os.PathLike | None = None, *,
         raise NormlabError(f"{run}: {results['params']:,} parameters / {results['epochs']} epochs is over the "
                            f"budget ({PARAM_BUDGET:,} / {EPOCH_BUDGET}); only in-budget runs become defaults")
     load_model(run)  # refuses weights normlab cannot load
-    blob = (run / WEIGHTS).read_bytes()
-    dest = pretrained_dir(folder) / f"{norm}.safetensors"
-    atomic_write_bytes(dest, blob)
     exported = read_json(Path(export) / "export.json") if export else None
     robust = None
-    if robustness:
+    if robustness:  # checked before anything is installed
         models = read_json(robustness).get("models", {})
         if f"pretrained-{norm}" not in models:
             raise NormlabError(f"{robustness}: holds no pretrained-{norm} entry; run normlab robustness "
                                f"--pretrained {norm} first")
         robust = models[f"pretrained-{norm}"]
+    blob = (run / WEIGHTS).read_bytes()
+    dest = pretrained_dir(folder) / f"{norm}.safetensors"
+    atomic_write_bytes(dest, blob)
     atomic_write_text(dest.with_suffix(".md"),
                       model_card(results, config, run.as_posix(), hashlib.sha256(blob).hexdigest(),
                                  after_training_rows(exported, robust)))

@@ -112,9 +112,6 @@ def measure(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, *, c
                                                   + (f" (adapted {r['adapted_acc'][c][-1]:.2f}%)" if r["adapted_acc"] is not None else "")
                                                   for n, r in out.items()))
     for name, r in out.items():
-        r["acc"] = {c: r["acc"][c] for c in corruptions}
-        if r["adapted_acc"] is not None:
-            r["adapted_acc"] = {c: r["adapted_acc"][c] for c in corruptions}
         r.update(_summary(r["clean_acc"], r["acc"]))
         if r["adapted_acc"] is not None:
             r["adapted"] = _summary(r["adapted_clean_acc"], r["adapted_acc"])
@@ -266,6 +263,7 @@ def run(models: dict[str, nn.Module], sources: dict[str, str], out: Path, *, cor
         device: str = "auto", overwrite: bool = False, log=print) -> dict:
     """Measure ``models`` on the corrupted test set (its first ``limit`` images) and write the report into
     ``out``; a finished report there is kept unless ``overwrite``."""
+    from .config import MAX_SEED, check_int
     from .data import load_cifar10
 
     out = Path(out)
@@ -274,10 +272,9 @@ def run(models: dict[str, nn.Module], sources: dict[str, str], out: Path, *, cor
     if (out / "robustness.json").exists() and not overwrite:
         raise NormlabError(f"{out} already holds a robustness report; pass --overwrite to replace it or "
                            "another --out")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise NormlabError(f"--limit must be a whole number of at least 1, got {limit!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise NormlabError(f"--seed must be a whole number between 0 and {2**63 - 1}, got {seed!r}")
+    if limit is not None:
+        check_int(limit, "--limit", 1)
+    check_int(seed, "--seed", 0, MAX_SEED)
     check_names(corruptions)
     check_severities(severities)
     data = load_cifar10(data_dir)
