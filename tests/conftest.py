@@ -9,6 +9,11 @@ import pytest
 import torch
 
 
+# The tests train many tiny runs, where a compile costs more than it saves: `--compile auto` stays eager
+# in them. tests/test_compile.py covers the compiled path by asking for it.
+os.environ.setdefault("NORMLAB_COMPILE", "off")
+
+
 def pytest_configure(config):
     """Under pytest-xdist (`-n auto`), share the cores among the workers: each worker, and the CLI
     processes it starts (OMP_NUM_THREADS), gets its slice, instead of every worker using every core."""

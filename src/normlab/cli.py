@@ -13,7 +13,7 @@ import sys
 
 from .version import __version__
 from .errors import NormlabError
-from .names import ARCH_NAMES, NORMS, USER_NORMS
+from .names import ARCH_NAMES, COMPILE_MODES, NORMS, USER_NORMS
 from .recipes import RECIPES, all_recipes, describe, get_recipe, parse_settings
 
 ENVIRONMENT = ("environment: NORMLAB_DATA (CIFAR-10 folder), NORMLAB_OFFLINE=1 (never download), "
@@ -45,8 +45,10 @@ def _add_train_options(p: argparse.ArgumentParser, single: bool, out_default: st
                                       "(default: $NORMLAB_DATA, else ./data; downloaded if missing)")
     p.add_argument("--out", help="run folder (default: runs/<arch>-<norm>-<recipe>-seed<seed>)" if single
                    else f"folder holding one folder per run and the report (default: {out_default})")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the model (worth it on GPUs; see docs/benchmarks.md for the CPU)")
+    p.add_argument("--compile", nargs="?", const="on", default="auto", choices=COMPILE_MODES,
+                   help="torch.compile the model: auto compiles where normlab measured it faster for this "
+                        "device, architecture, norm and precision (docs/benchmarks.md), on (also plain "
+                        "--compile) or off (default: auto)")
     p.add_argument("--no-budget", action="store_true", help="allow more than 50,000 parameters or 20 epochs")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished run (the old one is kept until the new one has finished)")

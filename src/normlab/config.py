@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from .devices import DEVICES, PRECISIONS
+from .devices import COMPILE_MODES, DEVICES, PRECISIONS
 from .errors import NormlabError
 from .recipes import Recipe, get_recipe, recipe_label
 
@@ -37,7 +37,7 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False
     progress: bool = True
-    compile: bool = False           # torch.compile the model
+    compile: str = "auto"           # torch.compile the model: auto (where measured faster), on, off
     sync_bn: bool = False           # under torchrun: BatchNorm statistics over the global batch (CUDA)
 
     @classmethod
@@ -105,6 +105,8 @@ def resolve(config: TrainConfig) -> RunSpec:
         raise NormlabError(f"unknown device {config.device!r}; choose {', '.join(DEVICES)}")
     if config.precision not in PRECISIONS:
         raise NormlabError(f"unknown precision {config.precision!r}; choose {', '.join(PRECISIONS)}")
+    if config.compile not in COMPILE_MODES + (True, False):
+        raise NormlabError(f"unknown compile mode {config.compile!r}; choose {', '.join(COMPILE_MODES)}")
     recipe = config.get_recipe()
     params = count_params(build_model(config.arch, config.norm))
     if config.budget:

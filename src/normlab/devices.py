@@ -6,6 +6,7 @@ import contextlib
 import torch
 
 from .errors import NormlabError
+from .names import COMPILE_MODES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -52,6 +53,71 @@ def cpu_description() -> dict:
     return info
 
 
+def cpu_class(info: dict | None = None) -> str:
+    """The machine class a CPU timing belongs to: "amx" (Intel AMX bf16 tiles), "avx512-bf16" (e.g. AMD
+    EPYC Zen 4), "avx512", "avx2" or "other". Speed tables in docs/benchmarks.md are kept per class."""
+    flags = set((info or cpu_description())["flags"])
+    if "amx_bf16" in flags:
+        return "amx"
+    if "avx512_bf16" in flags:
+        return "avx512-bf16"
+    if "avx512f" in flags:
+        return "avx512"
+    return "avx2" if "avx2" in flags else "other"
+
+
+# Where ``--compile auto`` compiles: (device class, precision, arch, batch size) -> the norms whose training
+# step ran faster compiled than eager there, by at least 5% (``python benchmarks/compile_speed.py``,
+# results/benchmarks/compile-*.json, docs/benchmarks.md "torch.compile"). Everything else -- other CPUs,
+# GPUs, other architectures and batch sizes, plugin norms -- has not been measured faster and stays
+# eager: a compile costs 10-60 s before the first step, and on the convmixer nets it was measured
+# *slower* on the Xeon.
+COMPILE_FASTER: dict[tuple[str, str, str, int], frozenset[str]] = {
+    # compile-s8-amx.json: 1.4-4.3x for every built-in norm but "none" (0.5x)
+    ("cpu-amx", "bf16", "s8", 128): frozenset({"bn", "gn", "ln", "in", "ln2d", "rms", "gn-ws", "brn", "frn",
+                                               "evonorm-s0"}),
+    # compile-s8-b4-amx.json (the leaderboard's tiny batch): 1.1-2.3x; not ln (1.01x), brn (0.95x), none (0.75x)
+    ("cpu-amx", "bf16", "s8", 4): frozenset({"bn", "gn", "in", "ln2d", "rms", "gn-ws", "frn", "evonorm-s0"}),
+}
+
+
+def resolve_compile(mode: "str | bool", device: torch.device, arch: str, norm: str, precision: str,
+                    batch_size: int) -> bool:
+    """Whether a run compiles its model: ``on``/``off`` as asked; ``auto`` as $NORMLAB_COMPILE says where
+    it is set (on/off), else where COMPILE_FASTER lists this device class, precision, architecture, batch
+    size (per process) and norm."""
+    import os
+
+    mode = {True: "on", False: "off"}.get(mode, mode)
+    if mode not in COMPILE_MODES:
+        raise NormlabError(f"unknown compile mode {mode!r}; choose {', '.join(COMPILE_MODES)}")
+    if mode == "auto" and os.environ.get("NORMLAB_COMPILE"):
+        mode = os.environ["NORMLAB_COMPILE"]
+        if mode not in COMPILE_MODES:
+            raise NormlabError(f"NORMLAB_COMPILE={mode!r} is not a compile mode; set it to "
+                               f"{', '.join(COMPILE_MODES)} or unset it")
+    if mode != "auto":
+        return mode == "on"
+    if device.type == "cpu" and not cpu_compiler():
+        return False  # Inductor writes C++ for the CPU: without a compiler, torch.compile fails
+    where = f"cpu-{cpu_class()}" if device.type == "cpu" else device.type
+    return norm in COMPILE_FASTER.get((where, precision, arch, batch_size), ())
+
+
+def cpu_compiler() -> str | None:
+    """The C++ compiler torch.compile would use on the CPU (Linux: $CXX, else g++ or clang++), or None."""
+    import os
+    import shutil
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None  # measured on Linux only
+    for name in (os.environ.get("CXX"), "g++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
 def cpu_supports_bf16() -> bool:
     """True where oneDNN has native bfloat16 kernels (AVX512-BF16 or AMX); elsewhere bf16 is emulated
     and slower than float32."""
@@ -67,7 +133,20 @@ EMULATED_BF16 = ("normlab: warning: this CPU has no native bfloat16 kernels (AVX
                  "emulated and over 10x slower than float32 here; use --precision fp32 (or auto, which picks it)")
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
+# Where ``--precision auto`` trains in float32 although the CPU has native bf16: (CPU class, arch, norm)
+# measured faster in float32 (docs/benchmarks.md, "Precision"). PyTorch's CPU GroupNorm with several
+# groups is slow in bf16, and on the convmixer nets, whose norms run on wide 16x16 and 32x32 maps, that
+# outweighs the bf16 convolutions on the Xeon: convmixer-fr32-GN 553/552 images/s in float32 against
+# 428/491 in bf16, convmixer-s16-GN 742/723 against 500/593. On the AVX512-BF16 EPYC bf16 was faster for
+# GN as well, and S8-GN is faster in bf16 everywhere measured.
+FP32_FASTER: frozenset[tuple[str, str, str]] = frozenset({
+    ("amx", "convmixer-fr32", "gn"), ("amx", "convmixer-s16", "gn"),
+})
+
+
+def resolve_precision(name: str, device: torch.device, arch: str | None = None, norm: str | None = None) -> str:
+    """``fp32``/``bf16`` as asked; ``auto``: bf16 on a GPU that has it and on a CPU with native bf16
+    kernels, except where FP32_FASTER lists this CPU class, ``arch`` and ``norm``; else float32."""
     if name not in PRECISIONS:
         raise NormlabError(f"unknown precision {name!r}; choose {', '.join(PRECISIONS)}")
     if name != "auto":
@@ -75,7 +154,9 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     if device.type == "cpu":
-        return "bf16" if cpu_supports_bf16() else "fp32"
+        if not cpu_supports_bf16() or (cpu_class(), arch, norm) in FP32_FASTER:
+            return "fp32"
+        return "bf16"
     return "fp32"
 
 

@@ -23,7 +23,7 @@ from typing import Callable, Protocol
 import torch
 from torch import nn
 
-from . import zoo
+from . import fused, zoo
 from .errors import NormlabError
 from .layout import channels_last_grad
 from .names import NORMS as NORMS_BUILT_IN, USER_NORMS
@@ -53,9 +53,15 @@ class GroupNorm(nn.GroupNorm):
     NCHW copy), so the norm runs on such a copy. Its input gradient is NCHW too; it is turned back to
     channels_last before it leaves, because the layer before (ReLU's backward) is slow on mixed layouts in
     bfloat16. Same parameters, state dict and function as nn.GroupNorm (docs/benchmarks.md).
+
+    Inside a compiled CPU model it runs :func:`normlab.fused.group_norm` instead, which Inductor turns
+    into vectorized loops (PyTorch's own group norm compiles into scalar ones there).
     """
 
     def forward(self, x):
+        if (torch.compiler.is_compiling() and not torch.compiler.is_exporting() and self.affine and x.dim() == 4
+                and x.device.type == "cpu"):
+            return fused.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
         if (self.num_groups > 1 and x.dtype == torch.bfloat16 and x.device.type == "cpu"
                 and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)):
             x = channels_last_grad(x)
@@ -76,7 +82,7 @@ def group_norm(channels: int, groups: int | None = None, spatial: int | None = N
 
 
 def layer_norm(channels: int, groups: int | None = None, spatial: int | None = None) -> nn.Module:
-    return nn.GroupNorm(1, channels)
+    return GroupNorm(1, channels)
 
 
 def layer_norm_elementwise(channels: int, groups: int | None = None, spatial: int | None = None) -> nn.Module:
