@@ -69,9 +69,9 @@ def cpu_class(info: dict | None = None) -> str:
 # Where ``--compile auto`` compiles: (device class, precision, arch, batch size) -> the norms whose training
 # step ran faster compiled than eager there, by at least 5% (``python benchmarks/compile_speed.py``,
 # results/benchmarks/compile-*.json, docs/benchmarks.md "torch.compile"). Everything else -- other CPUs,
-# GPUs, other architectures and batch sizes, plugin norms -- has not been measured faster and stays
-# eager: a compile costs 10-60 s before the first step, and on the convmixer nets it was measured
-# *slower* on the Xeon.
+# GPUs, other architectures and batch sizes, plugin norms -- stays eager: a compile costs 10-60 s before
+# the first step. The convmixer nets gained nothing compiled on the Xeon (LN; GN in float32) or have no
+# full run yet to confirm their accuracy compiled (GN in bf16 1.5x, BN 1.1x; docs/benchmarks.md).
 COMPILE_FASTER: dict[tuple[str, str, str, int], frozenset[str]] = {
     # compile-s8-amx.json: 1.4-4.3x for every built-in norm but "none" (0.5x)
     ("cpu-amx", "bf16", "s8", 128): frozenset({"bn", "gn", "ln", "in", "ln2d", "rms", "gn-ws", "brn", "frn",
