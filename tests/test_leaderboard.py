@@ -112,3 +112,5 @@ def test_the_cpu_of_each_row_is_named():
     results = [{"arch": "s8", "norm": "bn", "seed": s, "batch_size": 128, "test_acc": 70.0, "params": 1,
                 "images_per_second": 1.0, "cpu": c} for s, c in ((0, "Intel(R) Xeon(R) Processor"), (1, None))]
     assert leaderboards.rows(results, ["s8", "s8"])[0]["cpu"] == "Intel Xeon, unrecorded"
+    results[1].update(cpu="Intel(R) Xeon(R) Processor", compiled=True)  # a compiled run says so
+    assert leaderboards.rows(results, ["s8", "s8"])[0]["cpu"] == "Intel Xeon, Intel Xeon (compiled)"

@@ -118,7 +118,8 @@ def rows(results: list[dict], protocol_of: list[str]) -> list[dict]:
                       "diff_ci95": diff[1] if diff else None, "params": first["params"],
                       "images_per_second": statistics.median(r.get("epoch_images_per_second", r["images_per_second"])
                                                              for r in by_seed.values()),
-                      "cpu": ", ".join(sorted({short_cpu(r.get("cpu")) for r in by_seed.values()}))})
+                      "cpu": ", ".join(sorted({short_cpu(r.get("cpu")) + (" (compiled)" if r.get("compiled") else "")
+                                               for r in by_seed.values()}))})
     table.sort(key=lambda row: (row["protocol"], -row["batch"], -row["test_acc"]))
     return table
 
@@ -140,7 +141,9 @@ def write(out: Path, table: list[dict], quick: bool, expected: int, finished: in
     intro = (f"Test accuracy (%) at the final epoch, mean ± 95% confidence interval over seeds; Δ BN is the mean "
              f"paired difference to BN, seed for seed, with its interval. Batch 4 runs scale the learning rate "
              f"linearly. images/s: training throughput of the median epoch (median over seeds), on the CPU named "
-             f"beside it (throughput from different CPUs does not compare; older runs did not record theirs). {finished} of {expected} runs finished.")
+             f"beside it, '(compiled)' where the runs trained under torch.compile (`--compile auto`; throughput from "
+             f"different CPUs does not compare; older runs did not record theirs). {finished} of {expected} runs "
+             f"finished.")
     head = ["protocol", "batch", "norm", "seeds", "test acc", "Δ BN", "params", "images/s", "measured on"]
     cells = [[r["protocol"], str(r["batch"]), r["norm"], str(r["seeds"]), _pm(r["test_acc"], r["ci95"]),
               _fmt_diff(r), f"{r['params']:,}", f"{r['images_per_second']:,.0f}", r.get("cpu", "unrecorded")]
