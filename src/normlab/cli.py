@@ -47,8 +47,8 @@ def _add_train_options(p: argparse.ArgumentParser, single: bool, out_default: st
                    else f"folder holding one folder per run and the report (default: {out_default})")
     p.add_argument("--compile", nargs="?", const="on", default="auto", choices=COMPILE_MODES,
                    help="torch.compile the model: auto compiles where normlab measured it faster for this "
-                        "device, architecture, norm and precision (docs/benchmarks.md), on (also plain "
-                        "--compile) or off (default: auto)")
+                        "kind of machine, architecture, norm, precision and batch size (docs/benchmarks.md), "
+                        "on (also plain --compile) or off (default: auto)")
     p.add_argument("--no-budget", action="store_true", help="allow more than 50,000 parameters or 20 epochs")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished run (the old one is kept until the new one has finished)")

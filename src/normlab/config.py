@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from .devices import COMPILE_MODES, DEVICES, PRECISIONS
+from .devices import DEVICES, PRECISIONS, compile_mode
 from .errors import NormlabError
 from .recipes import Recipe, get_recipe, recipe_label
 
@@ -105,8 +105,7 @@ def resolve(config: TrainConfig) -> RunSpec:
         raise NormlabError(f"unknown device {config.device!r}; choose {', '.join(DEVICES)}")
     if config.precision not in PRECISIONS:
         raise NormlabError(f"unknown precision {config.precision!r}; choose {', '.join(PRECISIONS)}")
-    if config.compile not in COMPILE_MODES + (True, False):
-        raise NormlabError(f"unknown compile mode {config.compile!r}; choose {', '.join(COMPILE_MODES)}")
+    compile_mode(config.compile)
     recipe = config.get_recipe()
     params = count_params(build_model(config.arch, config.norm))
     if config.budget:

@@ -81,6 +81,15 @@ COMPILE_FASTER: dict[tuple[str, str, str, int], frozenset[str]] = {
 }
 
 
+def compile_mode(mode: "str | bool") -> str:
+    """``mode`` as one of COMPILE_MODES (the API's booleans: True is on, False off), or a one-line error."""
+    if isinstance(mode, bool):
+        return "on" if mode else "off"
+    if mode not in COMPILE_MODES:
+        raise NormlabError(f"unknown compile mode {mode!r}; choose {', '.join(COMPILE_MODES)}")
+    return mode
+
+
 def resolve_compile(mode: "str | bool", device: torch.device, arch: str, norm: str, precision: str,
                     batch_size: int) -> bool:
     """Whether a run compiles its model: ``on``/``off`` as asked; ``auto`` as $NORMLAB_COMPILE says where
@@ -88,9 +97,7 @@ def resolve_compile(mode: "str | bool", device: torch.device, arch: str, norm: s
     size (per process) and norm."""
     import os
 
-    mode = {True: "on", False: "off"}.get(mode, mode)
-    if mode not in COMPILE_MODES:
-        raise NormlabError(f"unknown compile mode {mode!r}; choose {', '.join(COMPILE_MODES)}")
+    mode = compile_mode(mode)
     if mode == "auto" and os.environ.get("NORMLAB_COMPILE"):
         mode = os.environ["NORMLAB_COMPILE"]
         if mode not in COMPILE_MODES:
