@@ -15,7 +15,7 @@ def test_exact_parameter_count_within_budget(arch, norm, params):
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
 
 
-@pytest.mark.parametrize("norm, kind", [("bn", torch.nn.BatchNorm2d), ("gn", GroupNorm), ("ln", torch.nn.GroupNorm)])
+@pytest.mark.parametrize("norm, kind", [("bn", torch.nn.BatchNorm2d), ("gn", GroupNorm), ("ln", GroupNorm)])
 def test_norm_layers_come_from_the_factory(norm, kind):
     norms = [m for m in build_model("resnet8", norm).modules()
              if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm, torch.nn.LayerNorm))]
