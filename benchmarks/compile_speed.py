@@ -27,6 +27,8 @@ from normlab.engine import FullBatchCompiled, train_epoch
 from normlab.optim import make_optimizer
 from normlab.recipes import get_recipe
 
+from _timing import write_record
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,16 +110,11 @@ def main() -> None:
             faster.setdefault(arch, []).append(norm)
     print("\nCOMPILE_FASTER entries for this machine class:")
     for arch, norms in faster.items():
-        print(f'    ("cpu-{cpu_class(cpu)}", "{precision}", "{arch}"): frozenset({set(norms)}),')
+        print(f'    ("cpu-{cpu_class(cpu)}", "{precision}", "{arch}", {recipe.batch_size}): frozenset({set(norms)}),')
     if a.json:
-        record = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                  "command": "python benchmarks/compile_speed.py " + " ".join(sys.argv[1:]), "cpu": cpu,
-                  "cpu_class": cpu_class(cpu), "threads": torch.get_num_threads(), "torch": torch.__version__,
-                  "precision": precision, "recipe": recipe.name, "batch_size": recipe.batch_size,
-                  "images_per_measurement": n, "rounds": a.rounds, "threshold": a.threshold, "rows": rows}
-        with open(a.json, "w") as fh:
-            json.dump(record, fh, indent=1)
-            fh.write("\n")
+        write_record(a.json, {"precision": precision, "recipe": recipe.name, "batch_size": recipe.batch_size,
+                              "images_per_measurement": n, "rounds": a.rounds, "threshold": a.threshold,
+                              "rows": rows})
 
 
 if __name__ == "__main__":

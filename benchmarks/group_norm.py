@@ -11,9 +11,7 @@ calls after a warm-up, interleaved over ``--rounds``; the median per call is rep
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import time
 
 import torch
@@ -22,6 +20,8 @@ from torch import nn
 from normlab.devices import cpu_class, cpu_description
 from normlab.engine import COMPILE_OPTIONS
 from normlab.norms import GroupNorm
+
+from _timing import write_record
 
 # (label, batch, channels, size, groups): S8's GN layers (groups as the reference's) and convmixer's
 SHAPES = [
@@ -81,12 +81,7 @@ def main() -> None:
             rows.append({"shape": label, "batch": n, "channels": c, "size": s, "groups": g, "dtype": dname,
                          "ms": {k: round(v, 3) for k, v in ms.items()}})
     if a.json:
-        with open(a.json, "w") as fh:
-            json.dump({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                       "command": "python benchmarks/group_norm.py " + " ".join(sys.argv[1:]), "cpu": cpu,
-                       "cpu_class": cpu_class(cpu), "threads": torch.get_num_threads(), "torch": torch.__version__,
-                       "rows": rows}, fh, indent=1)
-            fh.write("\n")
+        write_record(a.json, {"rows": rows})
 
 
 if __name__ == "__main__":

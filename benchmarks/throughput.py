@@ -17,10 +17,8 @@ Every figure is printed (and saved with ``--json``) with this machine's CPU mode
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
@@ -37,6 +35,8 @@ from normlab.optim import make_optimizer
 from normlab.models.common import CIFAR_MEAN, CIFAR_STD
 from normlab.summary import forward_macs
 from normlab.recipes import get_recipe
+
+from _timing import command, write_record
 
 
 class ReferenceDataset(torch.utils.data.Dataset):
@@ -162,20 +162,15 @@ def main():
                      "normlab_images_per_second": round(mine, 1),
                      "ratio": None if a.skip_reference else round(mine / ref, 3),
                      "reference_runs": [round(v, 1) for v in refs], "normlab_runs": [round(v, 1) for v in ours]})
-    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    cmd = "python benchmarks/throughput.py " + " ".join(sys.argv[1:])
     if a.markdown:
-        text = "\n".join([f"### {stamp}: `{cmd}`", ""] + [f"- {line}" for line in lines] + [""] + table) + "\n\n"
+        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        text = "\n".join([f"### {stamp}: `{command()}`", ""] + [f"- {line}" for line in lines] + [""] + table)
         with open(a.markdown, "a") as fh:
-            fh.write(text)
+            fh.write(text + "\n\n")
     if a.json:
-        record = {"date": stamp, "command": cmd, "cpu": cpu, "cpu_class": cpu_class(cpu), "cores": os.cpu_count(),
-                  "threads": torch.get_num_threads(), "torch": torch.__version__, "device": device.type,
-                  "images_per_measurement": a.images, "repeats": a.repeats,
-                  "matmul_peak_gflops": {"fp32": round(peak32), "bf16": round(peak16)}, "rows": rows}
-        with open(a.json, "w") as fh:
-            json.dump(record, fh, indent=1)
-            fh.write("\n")
+        write_record(a.json, {"cores": os.cpu_count(), "device": device.type, "images_per_measurement": a.images,
+                              "repeats": a.repeats, "rows": rows,
+                              "matmul_peak_gflops": {"fp32": round(peak32), "bf16": round(peak16)}})
 
 
 if __name__ == "__main__":

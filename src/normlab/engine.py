@@ -147,7 +147,7 @@ def _train(spec: RunSpec, run: RunDir, settings: dict, data: Cifar10, train_x, t
         log(f"resuming {run.path} after epoch {start}/{recipe.epochs}")
     if dist.enabled:
         log(f"data-parallel over {dist.world} processes ({torch.distributed.get_backend()}): global batch "
-            f"{recipe.batch_size}, {recipe.batch_size // dist.world} per process")
+            f"{recipe.batch_size}, {per_process} per process")
     log(f"{cfg.arch}/{cfg.norm}: {spec.params:,} parameters | recipe {spec.recipe_label} | {len(train_x):,} "
         f"training images | device {device.type} | {precision}{' | compiled' if compiled else ''} | "
         f"run folder {run.path}")
