@@ -12,7 +12,7 @@ def test_help_and_version():
     assert proc.returncode == 0
     for cmd in ["train", "compare", "evaluate", "predict", "summary"]:
         assert cmd in proc.stdout
-    for variable in ["NORMLAB_DATA", "NORMLAB_OFFLINE", "NORMLAB_MALLOC"]:  # the README's environment variables
+    for variable in ["NORMLAB_DATA", "NORMLAB_OFFLINE", "NORMLAB_COMPILE", "NORMLAB_MALLOC"]:  # as in docs/cli.md
         assert variable in proc.stdout
     assert run_cli("--version").stdout.startswith("normlab ")
 

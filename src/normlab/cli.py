@@ -17,6 +17,7 @@ from .names import ARCH_NAMES, COMPILE_MODES, NORMS, USER_NORMS
 from .recipes import RECIPES, all_recipes, describe, get_recipe, parse_settings
 
 ENVIRONMENT = ("environment: NORMLAB_DATA (CIFAR-10 folder), NORMLAB_OFFLINE=1 (never download), "
+               "NORMLAB_COMPILE=on|off (what --compile auto does), "
                "NORMLAB_MALLOC=system (leave glibc's malloc as it is; by default normlab keeps freed memory "
                "for reuse, which spares CPU runs page faults on large tensors)")
 
