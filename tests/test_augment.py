@@ -43,3 +43,17 @@ def test_same_seed_same_augmentation():
     a = augment(x, _gen(5), do_flip=True, crop_pad=4, cutout_size=8)
     b = augment(x, _gen(5), do_flip=True, crop_pad=4, cutout_size=8)
     assert torch.equal(a, b)
+
+
+def test_downscale_averages_to_the_smaller_size_and_keeps_full_size_batches():
+    from normlab.augment import downscale
+
+    x = torch.rand(4, 3, 32, 32)
+    small = downscale(x, 16)
+    assert small.shape == (4, 3, 16, 16) and small.is_contiguous(memory_format=torch.channels_last)
+    # a low-pass filter, then sampling: flat regions keep their value, and the mean stays about the same
+    flat = torch.full((1, 3, 32, 32), 0.25)
+    assert torch.allclose(downscale(flat, 16), torch.full((1, 3, 16, 16), 0.25))
+    assert torch.allclose(small.mean((2, 3)), x.mean((2, 3)), atol=0.01)
+    assert small.std() < x.std() / 1.5  # the pixel noise is averaged away, not aliased
+    assert downscale(x, 32) is x

@@ -25,6 +25,9 @@ def test_short_real_run_beats_chance(real_data_dir, tmp_path):
                  "misclassified.png", "confusion.png"]:
         assert (tmp_path / "run" / name).is_file(), name
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    # The training compute: S8's 16.0 M multiply-adds per image, for 2 x 10,000 images.
+    assert r["forward_macs"] == 16_003_392 and r["train_images_seen"] == 20_000
+    assert r["train_macs"] == 20_000 * 16_003_392
     for key in ["arch", "norm", "recipe", "params", "epochs", "seed", "train_acc", "test_acc", "seconds",
                 "images_per_second", "device", "precision"]:
         assert key in r
@@ -207,3 +210,15 @@ def test_recipe_overrides_from_set():
     cfg = TrainConfig(recipe="reference-decay", lr=0.1, recipe_overrides={**over, "lr": 0.2})
     r = cfg.get_recipe()
     assert (r.lr, r.weight_decay, r.schedule, r.flip, r.name) == (0.1, 5e-4, "onecycle", True, "reference-decay")
+
+
+def test_progressive_resizing_trains_small_first_and_counts_its_compute(real_data_dir, tmp_path):
+    from normlab.models import build_model
+    from normlab.summary import forward_macs
+
+    r = train(_quick(tmp_path, "small", epochs=2, recipe="fast", recipe_overrides={"small_epochs": 1},
+                     data_dir=str(real_data_dir)), log=lambda *_: None)
+    full, small = forward_macs(build_model("s8", "gn")), forward_macs(build_model("s8", "gn"), 16)
+    assert 3.9 * small < full < 4 * small  # every conv but the head's 1x1 works on a quarter of the pixels
+    assert r["train_images_seen"] == 2 * 1024 and r["train_macs"] == 1024 * (full + small)
+    assert "small_epochs=1" in r["recipe_label"]

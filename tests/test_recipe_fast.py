@@ -115,3 +115,15 @@ def test_optimizer_choice():
     assert opt.param_groups[0]["lr"] == pytest.approx(0.005) and opt.param_groups[0]["weight_decay"] == 0.02
     with pytest.raises(NormlabError, match="unknown optimizer 'adam'; choose one of sgd, adamw"):
         get_recipe("fast", **parse_settings(["optimizer=adam"]))
+
+
+def test_progressive_resizing_fields_are_checked_and_described():
+    from normlab.errors import NormlabError
+    from normlab.recipes import Recipe, describe
+
+    r = Recipe("x", epochs=7, small_epochs=4, small_size=16)
+    assert "first 4 epochs at 16x16 px" in describe(r)
+    for bad in (dict(small_epochs=7), dict(small_epochs=-1), dict(small_epochs=2, small_size=4),
+                dict(small_epochs=2, small_size=40)):
+        with pytest.raises(NormlabError, match="small_"):
+            Recipe("x", epochs=7, **bad)

@@ -441,3 +441,10 @@ def test_html_reports_embed_figures_as_lossless_webp(tmp_path):
 
     with Image.open(io.BytesIO(data)) as webp, Image.open(tmp_path / "s8-bn-seed0" / "confusion.png") as png:
         assert mime == "image/webp" and webp.convert("RGBA").tobytes() == png.convert("RGBA").tobytes()
+
+
+def test_report_shows_the_training_compute_where_every_run_recorded_it(tmp_path):
+    results = _fake_study(tmp_path, norms=("bn",))
+    assert "compute (T)" not in report.summary_rows(results, "test")[0]  # runs from before it was recorded
+    results = [{**r, "train_macs": 2_456_000_000_000} for r in results]
+    assert report.summary_rows(results, "test")[0]["compute (T)"] == "2.46"

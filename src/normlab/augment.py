@@ -49,6 +49,15 @@ def cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
     return torch.where(mask, fill, x)
 
 
+def downscale(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Float images (N, 3, H, W) scaled to ``size`` x ``size``, antialiased (progressive resizing)."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    small = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
+                                            align_corners=False)
+    return small.contiguous(memory_format=torch.channels_last)
+
+
 def augment(x: torch.Tensor, gen: torch.Generator, *, do_flip: bool, crop_pad: int, cutout_size: int) -> torch.Tensor:
     if crop_pad:
         x = crop(x, crop_pad, gen)

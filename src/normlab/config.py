@@ -67,6 +67,15 @@ class RunSpec:
     recipe_label: str
     params: int
     out: Path
+    macs: int = 0                   # multiply-adds of one forward pass of one image (convs and linears)
+    small_macs: int = 0             # the same at the recipe's small_size (progressive resizing)
+
+    def train_compute(self, train_images: int) -> tuple[int, int]:
+        """(images seen, multiply-adds) of the whole run's forward passes: the training compute that
+        recipes are compared by (a backward pass costs about twice its forward, for every recipe alike)."""
+        small = self.recipe.small_epochs
+        full = self.recipe.epochs - small
+        return self.recipe.epochs * train_images, train_images * (full * self.macs + small * self.small_macs)
 
     def settings(self, device: str, precision: str) -> dict:
         """What defines the run's numbers: saved in config.json and checked on resume."""
@@ -96,6 +105,7 @@ def resolve(config: TrainConfig) -> RunSpec:
     """Check every setting of ``config`` (names, ranges, the budget) and resolve its recipe, without
     touching the data or any file: a bad setting is a one-line error before anything trains."""
     from .models import build_model, count_params
+    from .summary import forward_macs
 
     check_int(config.seed, "--seed", 0, MAX_SEED)
     check_int(config.val_size, "--val-size", 0)
@@ -107,7 +117,9 @@ def resolve(config: TrainConfig) -> RunSpec:
         raise NormlabError(f"unknown precision {config.precision!r}; choose {', '.join(PRECISIONS)}")
     compile_mode(config.compile)
     recipe = config.get_recipe()
-    params = count_params(build_model(config.arch, config.norm))
+    model = build_model(config.arch, config.norm)
+    params = count_params(model)
     if config.budget:
         check_budget(params, recipe.epochs, config.arch, config.norm)
-    return RunSpec(config, recipe, recipe_label(recipe), params, Path(config.out or config.default_out()))
+    return RunSpec(config, recipe, recipe_label(recipe), params, Path(config.out or config.default_out()),
+                   forward_macs(model), forward_macs(model, recipe.small_size) if recipe.small_epochs else 0)

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from . import devices, distributed
 from .version import __version__
-from .augment import augment
+from .augment import augment, downscale
 from .config import RunSpec, TrainConfig, resolve
 from .data import Cifar10, load_cifar10, split
 from .devices import (EMULATED_BF16, autocast, cpu_description, resolve_compile, resolve_device, resolve_precision,
@@ -47,6 +47,7 @@ def train_epoch(model, opt, recipe: Recipe, x_all, y_all, *, epoch, seed, device
     gen = torch.Generator(device=device)
     gen.manual_seed(_epoch_seed(seed, epoch))  # shuffle and augmentation: the same on every rank
     perm = torch.randperm(n, generator=gen, device=device)
+    size = recipe.small_size if epoch < recipe.small_epochs else None  # progressive resizing
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -59,7 +60,7 @@ def train_epoch(model, opt, recipe: Recipe, x_all, y_all, *, epoch, seed, device
         for group in opt.param_groups:
             group["lr"] = group.get("peak_lr", recipe.lr) * lr_factor(recipe, epoch * steps + i, total_steps, steps)
         with autocast(device, precision):
-            logits = model(to_input(xb))
+            logits = model(to_input(xb) if size is None else downscale(to_input(xb), size))
             loss = dist.batch_loss(logits.float(), yb, len(idx), recipe.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -151,6 +152,11 @@ def _train(spec: RunSpec, run: RunDir, settings: dict, data: Cifar10, train_x, t
     log(f"{cfg.arch}/{cfg.norm}: {spec.params:,} parameters | recipe {spec.recipe_label} | {len(train_x):,} "
         f"training images | device {device.type} | {precision}{' | compiled' if compiled else ''} | "
         f"run folder {run.path}")
+    seen, macs = spec.train_compute(len(train_x))
+    small = (f" ({spec.small_macs / 1e6:.1f} M at {recipe.small_size}x{recipe.small_size} px in the first "
+             f"{recipe.small_epochs} epochs)" if recipe.small_epochs else "")
+    log(f"training compute: {spec.macs / 1e6:.1f} M multiply-adds per image{small} x {seen:,} images = "
+        f"{macs / 1e12:.2f} T multiply-adds (forward passes)")
 
     held_name, held_x, held_y = held
     for epoch in range(start, recipe.epochs):
@@ -180,7 +186,8 @@ def _train(spec: RunSpec, run: RunDir, settings: dict, data: Cifar10, train_x, t
             + (f"(raw weights {row[f'{held_name}_acc_raw']:.2f}%)  " if average is not None else "")
             + f"{row['images_per_second']:,.0f} img/s  {row['seconds']:.1f} s")
 
-    return dist.on_main(lambda: finish(run, model, spec, data, device, precision, held, average, compiled))
+    return dist.on_main(lambda: finish(run, model, spec, data, device, precision, held, len(train_x),
+                                          average, compiled))
 
 
 # Inductor turns reductions over at most 8 elements into unrolled arithmetic and inlines it wherever the
@@ -218,7 +225,8 @@ def _quiet(*args, **kwargs) -> None:
 
 
 def finish(run: RunDir, model, spec: RunSpec, data: Cifar10, device: torch.device, precision: str,
-           held: tuple, average: WeightAverage | None = None, compiled: bool = False) -> dict:
+           held: tuple, train_images: int, average: WeightAverage | None = None,
+           compiled: bool = False) -> dict:
     """Evaluate the final model on the held-out split, write weights, plots and (last) results.json. With
     weight averaging the final model is the average; the raw weights' accuracy is recorded beside it.
 
@@ -239,9 +247,11 @@ def finish(run: RunDir, model, spec: RunSpec, data: Cifar10, device: torch.devic
     cm = confusion_matrix(labels, final["pred"])
     best = max(rows, key=lambda r: r[f"{name}_acc"])
     train_seconds = sum(r["train_seconds"] for r in rows)
+    seen, train_macs = spec.train_compute(train_images)
     results = {
         "arch": cfg.arch, "norm": cfg.norm, "recipe": recipe.name, "recipe_label": spec.recipe_label,
-        "params": spec.params, "epochs": recipe.epochs,
+        "params": spec.params, "epochs": recipe.epochs, "forward_macs": spec.macs,
+        "train_images_seen": seen, "train_macs": train_macs,
         "seed": cfg.seed, "train_acc": round(rows[-1]["train_acc"], 2), f"{name}_acc": round(final["acc"], 2),
         f"{name}_loss": round(final["loss"], 4),
         f"best_{name}_acc": round(best[f"{name}_acc"], 2), "best_epoch": best["epoch"],

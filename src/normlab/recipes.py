@@ -19,6 +19,7 @@ STEM_INITS = ("default", "whiten")
 MUON_SCOPES = ("pointwise", "convs")
 MAX_CROP_PAD = 16   # reflect padding needs pad < 32 (the image side); half the image is already absurd
 MAX_CUTOUT = 32     # the whole image
+MIN_SMALL_SIZE = 8  # S8 and the convmixers pool or patch by 4 in all: 8 px leaves them a 2x2 map
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,12 @@ class Recipe:
     cutout: int = 0              # side of a random square filled with the mean colour
     stem_init: str = "default"   # default (PyTorch's) | whiten: the first conv's filters from the principal
                                  # directions of the training images' patches (normlab.whiten)
+    small_epochs: int = 0        # progressive resizing: the first this many epochs train on images scaled
+                                 # down to small_size x small_size (after augmentation; antialiased). A
+                                 # conv net with global pooling runs at any size, and a forward pass there
+                                 # costs (small_size / 32)^2 of a full one, so early epochs, which learn
+                                 # coarse features, come cheap; the later ones adapt the net to full size
+    small_size: int = 16         # the side of those images, in pixels
     ema_epochs: float = 0.0      # weight averaging: an exponential moving average of the weights (and norm
                                  # statistics) with this time constant in epochs, evaluated and saved
                                  # instead of the raw weights. 0: off
@@ -87,6 +94,11 @@ class Recipe:
                 raise _bad(key, getattr(self, key), "at least 0 and below 1")
         if not 0 <= self.crop_pad <= MAX_CROP_PAD:
             raise _bad("crop_pad", self.crop_pad, f"between 0 and {MAX_CROP_PAD} pixels")
+        if not 0 <= self.small_epochs < self.epochs:
+            raise _bad("small_epochs", self.small_epochs, f"between 0 and {self.epochs - 1} (the last epoch "
+                       "trains at full size)")
+        if not MIN_SMALL_SIZE <= self.small_size <= 32:
+            raise _bad("small_size", self.small_size, f"between {MIN_SMALL_SIZE} and 32 pixels")
         if not 0 <= self.cutout <= MAX_CUTOUT:
             raise _bad("cutout", self.cutout, f"between 0 and {MAX_CUTOUT} pixels")
         if self.nesterov and self.momentum == 0 and self.optimizer != "adamw":
@@ -136,6 +148,8 @@ def describe(recipe: Recipe) -> str:
     augment = [f"crop {recipe.crop_pad}" if recipe.crop_pad else "", "flip" if recipe.flip else "",
                f"cutout {recipe.cutout}" if recipe.cutout else ""]
     parts.append(" + ".join(a for a in augment if a) or "no augmentation")
+    if recipe.small_epochs:
+        parts.append(f"first {recipe.small_epochs} epochs at {recipe.small_size}x{recipe.small_size} px")
     if recipe.ema_epochs:
         parts.append(f"weight average over {recipe.ema_epochs:g} epochs")
     if recipe.stem_init != "default":

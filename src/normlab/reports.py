@@ -346,6 +346,7 @@ def summary_rows(results: list[dict], held: str) -> list[dict]:
     varying = _varying(results)
     optional = [(label.format(held=held), key.format(held=held)) for label, key in OPTIONAL_COLUMNS]
     optional = [(label, key) for label, key in optional if any(key in r for r in results)]
+    compute = all("train_macs" in r for r in results)
     rows = []
     for (norm, *values), rs in _groups(results, varying).items():
         settings = {SETTINGS[k]: f"{v:g}" if isinstance(v, float) else str(v) for k, v in zip(varying, values)}
@@ -357,6 +358,8 @@ def summary_rows(results: list[dict], held: str) -> list[dict]:
             f"best {held} acc (epoch)": ", ".join(f"{r[f'best_{held}_acc']:.2f} ({r['best_epoch']})" for r in rs),
             "time (s)": _fmt([r["seconds"] for r in rs], 0),
             "images/s": _fmt([r["images_per_second"] for r in rs], 0),
+            # the training compute (forward multiply-adds x images seen), recorded since it was defined
+            **({"compute (T)": f"{rs[0]['train_macs'] / 1e12:.2f}"} if compute else {}),
         })
     return rows
 
@@ -386,6 +389,8 @@ def _intro(results: list[dict], held: str) -> str:
     return (f"{head[0].upper()}{head[1:]}. Accuracies in percent at the final epoch"
             f"{' (mean ± sample std over seeds)' if len(seeds) > 1 else ''}; the best epoch's {held} accuracy "
             f"beside them. "
+            + ("Compute: the training's forward multiply-adds in trillions (images seen x multiply-adds per "
+               "image). " if all("train_macs" in r for r in results) else "")
             + ("Val accuracy is the final model's on the held-out images: these runs held out a validation "
                "split, and they are judged on it, not on the test set." if held == "val" else
                "Test accuracy is computed in float32 from the saved weights."))

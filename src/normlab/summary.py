@@ -26,7 +26,7 @@ def layer_table(model: nn.Module) -> list[dict]:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        model(torch.zeros(1, 3, 32, 32))
+        model(torch.zeros(1, 3, size, size))
     model.train(was_training)
     for h in hooks:
         h.remove()
@@ -55,8 +55,9 @@ def format_table(model: nn.Module, title: str) -> str:
     return "\n".join(lines)
 
 
-def forward_macs(model: nn.Module) -> int:
-    """Multiply-adds of one forward pass of one image (convs and linears; norms and pools are cheap)."""
+def forward_macs(model: nn.Module, size: int = 32) -> int:
+    """Multiply-adds of one forward pass of one ``size`` x ``size`` image (convs and linears; norms and
+    pools are cheap)."""
     macs = 0
 
     def hook(m, i, o):
@@ -69,7 +70,7 @@ def forward_macs(model: nn.Module) -> int:
     hooks = [m.register_forward_hook(hook) for m in model.modules()]
     model.eval()
     with torch.no_grad():
-        model(torch.zeros(1, 3, 32, 32))
+        model(torch.zeros(1, 3, size, size))
     for h in hooks:
         h.remove()
     return macs

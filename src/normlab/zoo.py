@@ -61,10 +61,12 @@ class BatchRenorm2d(nn.BatchNorm2d):
         var = (torch.mean(x.square(), (0, 2, 3), dtype=torch.float32) - mean.square()).clamp_min(0)
         std = torch.sqrt(var + self.eps)
         running_std = torch.sqrt(self.running_var + self.eps)
-        ramp = min(1.0, float(self.num_batches_tracked) / self.warmup_steps)
+        # The ramp as a tensor, not a Python number: torch.compile then keeps one graph for every step
+        # (a float would be a new constant, and a recompile, at each step).
+        ramp = (self.num_batches_tracked / self.warmup_steps).clamp(max=1.0)
         r_max, d_max = 1.0 + (self.r_max - 1.0) * ramp, self.d_max * ramp
-        r = (std.detach() / running_std).clamp(1.0 / r_max, r_max)
-        d = ((mean.detach() - self.running_mean) / running_std).clamp(-d_max, d_max)
+        r = torch.minimum(torch.maximum(std.detach() / running_std, 1.0 / r_max), r_max)
+        d = torch.minimum(torch.maximum((mean.detach() - self.running_mean) / running_std, -d_max), d_max)
         with torch.no_grad():
             n = x.numel() / x.shape[1]
             self.running_mean.lerp_(mean.detach(), self.momentum)
