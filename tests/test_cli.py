@@ -21,6 +21,7 @@ def test_summary_table():
     proc = run_cli("summary", "--arch", "s8", "--norm", "gn")
     assert proc.returncode == 0
     assert "total parameters: 48,096" in proc.stdout
+    assert "multiply-adds per 32x32 image (forward, convs and linears): 16.00 M" in proc.stdout
     assert "GroupNorm" in proc.stdout and "global" in proc.stdout and "44x44" in proc.stdout
 
 

@@ -26,7 +26,7 @@ def layer_table(model: nn.Module) -> list[dict]:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        model(torch.zeros(1, 3, size, size))
+        model(torch.zeros(1, 3, 32, 32))
     model.train(was_training)
     for h in hooks:
         h.remove()
@@ -51,7 +51,8 @@ def format_table(model: nn.Module, title: str) -> str:
     for r in rows:
         lines.append(f"{r['layer']:<22}{r['type']:<20}{str(r['output']):<16}{r['params']:>9,}  {r['receptive_field']}")
     lines += ["-" * len(head), f"total parameters: {count_params(model):,} (buffers such as BN running "
-              f"statistics and the input mean/std are not parameters)"]
+              f"statistics and the input mean/std are not parameters)",
+              f"multiply-adds per 32x32 image (forward, convs and linears): {forward_macs(model) / 1e6:.2f} M"]
     return "\n".join(lines)
 
 
