@@ -127,3 +127,14 @@ def test_progressive_resizing_fields_are_checked_and_described():
                 dict(small_epochs=2, small_size=40)):
         with pytest.raises(NormlabError, match="small_"):
             Recipe("x", epochs=7, **bad)
+
+
+@pytest.mark.parametrize("norm", ["bn", "gn", "ln"])
+def test_speedrun_needs_at_most_a_fifth_of_the_headline_compute(norm):
+    from normlab.config import TrainConfig, resolve
+    from normlab.recipes import HEADLINE, SPEEDRUN_RUNS
+
+    def compute(arch, recipe):
+        return resolve(TrainConfig(arch=arch, norm=norm, recipe=recipe)).train_compute(50_000)[1]
+
+    assert compute(*SPEEDRUN_RUNS[norm]) <= compute(*HEADLINE[norm]) / 5

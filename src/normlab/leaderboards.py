@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .config import TrainConfig
 from .errors import NormlabError
+from .recipes import HEADLINE
 from .runs import atomic_write_json, atomic_write_text
 
 
@@ -34,8 +35,7 @@ class Protocol:
 
 PROTOCOLS = {
     "s8": Protocol("s8", "reference", "the reference study's S8 with its recipe"),
-    "convmixer": Protocol("convmixer-hr2", "fast-muon-convs-mlr0.2",
-                          "the best shipped ConvMixer (every norm fits its budget) with its recipe"),
+    "convmixer": Protocol(*HEADLINE["bn"], "the best shipped ConvMixer (every norm fits its budget) with its recipe"),
 }
 TINY_BATCH = 4
 SEEDS = (0, 1, 2)
