@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from normlab.recipes import HEADLINE, SPEEDRUN_RUNS
+from normlab.recipes import HEADLINE, SPEEDRUN_RUNS, get_recipe
 
 from _timing import write_record
 
@@ -53,8 +53,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             slow = train(["--arch", head_arch, "--norm", norm, "--recipe", head_recipe, "--seed",
                           str(a.seed), "--epochs", str(a.headline_epochs), "--out", str(Path(tmp) / "headline")])
-        headline_seconds = slow["seconds"] * 20 / a.headline_epochs
-        headline_macs = slow["forward_macs"] * 20 * 50_000
+        scale = get_recipe(head_recipe).epochs / a.headline_epochs  # its full run against the part measured
+        headline_seconds = slow["seconds"] * scale
+        headline_macs = round(slow["train_macs"] * scale)
         rows.append({
             "norm": norm, "speedrun_arch": arch, "speedrun_recipe": recipe, "speedrun_test_acc": fast["test_acc"],
             "speedrun_macs": fast["train_macs"], "speedrun_seconds": fast["seconds"],
