@@ -57,3 +57,16 @@ def test_downscale_averages_to_the_smaller_size_and_keeps_full_size_batches():
     assert torch.allclose(small.mean((2, 3)), x.mean((2, 3)), atol=0.01)
     assert small.std() < x.std() / 1.5  # the pixel noise is averaged away, not aliased
     assert downscale(x, 32) is x
+
+
+def test_alternating_flips_mirror_each_image_once_in_every_two_epochs():
+    from normlab.augment import alternating_flips
+
+    even, odd, next_even = (alternating_flips(1000, 3, e, "cpu") for e in (0, 1, 2))
+    assert torch.equal(even, ~odd) and torch.equal(even, next_even)  # both ways in every pair of epochs
+    assert 400 < int(even.sum()) < 600  # a random half, not a block
+    assert not torch.equal(even, alternating_flips(1000, 4, 0, "cpu"))  # the seed picks the half
+    x = _batch()
+    mask = torch.arange(64) % 2 == 0
+    y = augment(x, _gen(), do_flip=True, crop_pad=0, cutout_size=0, flip_mask=mask)
+    assert torch.equal(y[mask], x[mask].flip(3)) and torch.equal(y[~mask], x[~mask])

@@ -129,6 +129,16 @@ def test_progressive_resizing_fields_are_checked_and_described():
             Recipe("x", epochs=7, **bad)
 
 
+def test_flip_mode_is_checked_and_described():
+    from normlab.errors import NormlabError
+    from normlab.recipes import Recipe, describe
+
+    assert "crop 2 + alternating flip" in describe(Recipe("x", flip=True, crop_pad=2, flip_mode="alternate"))
+    assert "crop 2 + flip" in describe(Recipe("x", flip=True, crop_pad=2))
+    with pytest.raises(NormlabError, match="unknown flip_mode 'always'; choose one of random, alternate"):
+        Recipe("x", flip=True, flip_mode="always")
+
+
 @pytest.mark.parametrize("norm", ["bn", "gn", "ln"])
 def test_speedrun_needs_at_most_a_fifth_of_the_headline_compute(norm):
     from normlab.config import TrainConfig, resolve

@@ -9,9 +9,10 @@ import torch
 from .data import CIFAR_MEAN
 
 
-def flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Mirror a random half of the images left-right."""
-    mask = torch.rand(x.shape[0], generator=gen, device=x.device) < 0.5
+def flip(x: torch.Tensor, gen: torch.Generator, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mirror a random half of the images left-right (or, given a boolean ``mask``, the images it marks)."""
+    if mask is None:
+        mask = torch.rand(x.shape[0], generator=gen, device=x.device) < 0.5
     return torch.where(mask.view(-1, 1, 1, 1), x.flip(3), x)
 
 
@@ -49,6 +50,16 @@ def cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
     return torch.where(mask, fill, x)
 
 
+def alternating_flips(n: int, seed: int, epoch: int, device) -> torch.Tensor:
+    """Which of the ``n`` training images to mirror in ``epoch`` under alternating flips: a random half,
+    fixed by the seed, in even epochs and the other half in odd ones. Every image is then seen both ways in
+    every two epochs, where random flips leave a quarter of them unmirrored (or mirrored) in both; on a
+    short schedule that repetition is waste."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return (torch.rand(n, generator=gen, device=device) < 0.5) ^ bool(epoch % 2)
+
+
 def downscale(x: torch.Tensor, size: int) -> torch.Tensor:
     """Float images (N, 3, H, W) scaled to ``size`` x ``size``, antialiased (progressive resizing)."""
     if x.shape[-1] == size and x.shape[-2] == size:
@@ -58,11 +69,12 @@ def downscale(x: torch.Tensor, size: int) -> torch.Tensor:
     return small.contiguous(memory_format=torch.channels_last)
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, *, do_flip: bool, crop_pad: int, cutout_size: int) -> torch.Tensor:
+def augment(x: torch.Tensor, gen: torch.Generator, *, do_flip: bool, crop_pad: int, cutout_size: int,
+            flip_mask: torch.Tensor | None = None) -> torch.Tensor:
     if crop_pad:
         x = crop(x, crop_pad, gen)
     if do_flip:
-        x = flip(x, gen)
+        x = flip(x, gen, flip_mask)
     if cutout_size:
         x = cutout(x, cutout_size, gen)
     return x

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from . import devices, distributed
 from .version import __version__
-from .augment import augment, downscale
+from .augment import alternating_flips, augment, downscale
 from .config import RunSpec, TrainConfig, resolve
 from .data import Cifar10, load_cifar10, split
 from .devices import (EMULATED_BF16, autocast, cpu_description, resolve_compile, resolve_device, resolve_precision,
@@ -48,6 +48,7 @@ def train_epoch(model, opt, recipe: Recipe, x_all, y_all, *, epoch, seed, device
     gen.manual_seed(_epoch_seed(seed, epoch))  # shuffle and augmentation: the same on every rank
     perm = torch.randperm(n, generator=gen, device=device)
     size = recipe.small_size if epoch < recipe.small_epochs else None  # progressive resizing
+    flips = alternating_flips(n, seed, epoch, device) if recipe.flip and recipe.flip_mode == "alternate" else None
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -55,7 +56,8 @@ def train_epoch(model, opt, recipe: Recipe, x_all, y_all, *, epoch, seed, device
     for i in range(steps):
         idx = perm[i * recipe.batch_size:(i + 1) * recipe.batch_size]
         # Augment the whole global batch (cheap, uint8) so that every rank draws the same numbers.
-        xb = augment(x_all[idx], gen, do_flip=recipe.flip, crop_pad=recipe.crop_pad, cutout_size=recipe.cutout)
+        xb = augment(x_all[idx], gen, do_flip=recipe.flip, crop_pad=recipe.crop_pad, cutout_size=recipe.cutout,
+                     flip_mask=None if flips is None else flips[idx])
         xb, yb = dist.shard(xb), dist.shard(y_all[idx])
         for group in opt.param_groups:
             group["lr"] = group.get("peak_lr", recipe.lr) * lr_factor(recipe, epoch * steps + i, total_steps, steps)

@@ -17,6 +17,7 @@ SCHEDULES = ("constant", "linear-decay", "onecycle", "cosine")
 OPTIMIZERS = ("sgd", "adamw", "muon")
 STEM_INITS = ("default", "whiten")
 MUON_SCOPES = ("pointwise", "convs")
+FLIP_MODES = ("random", "alternate")
 MAX_CROP_PAD = 16   # reflect padding needs pad < 32 (the image side); half the image is already absurd
 MAX_CUTOUT = 32     # the whole image
 MIN_SMALL_SIZE = 8  # S8 and the convmixers pool or patch by 4 in all: 8 px leaves them a 2x2 map
@@ -49,6 +50,9 @@ class Recipe:
     warmup_epochs: float = 0.0   # onecycle only
     label_smoothing: float = 0.0
     flip: bool = False           # random horizontal flip
+    flip_mode: str = "random"    # random: each image mirrored with probability 1/2 in each epoch | alternate:
+                                 # a fixed random half in even epochs, the other half in odd ones, so every
+                                 # image is seen both ways every two epochs (normlab.augment.alternating_flips)
     crop_pad: int = 0            # random translation by up to this many pixels (reflect padding)
     cutout: int = 0              # side of a random square filled with the mean colour
     stem_init: str = "default"   # default (PyTorch's) | whiten: the first conv's filters from the principal
@@ -78,7 +82,7 @@ class Recipe:
             if kind == "str" and not isinstance(value, str):
                 raise _bad(f.name, value, "a word")
         for key, allowed in (("schedule", SCHEDULES), ("stem_init", STEM_INITS), ("optimizer", OPTIMIZERS),
-                             ("muon_scope", MUON_SCOPES)):
+                             ("muon_scope", MUON_SCOPES), ("flip_mode", FLIP_MODES)):
             if getattr(self, key) not in allowed:
                 raise NormlabError(f"unknown {key} {getattr(self, key)!r}; choose one of {', '.join(allowed)}")
         for key in ("epochs", "batch_size"):
@@ -147,6 +151,8 @@ def describe(recipe: Recipe) -> str:
         parts.append(f"label smoothing {recipe.label_smoothing:g}")
     augment = [f"crop {recipe.crop_pad}" if recipe.crop_pad else "", "flip" if recipe.flip else "",
                f"cutout {recipe.cutout}" if recipe.cutout else ""]
+    if recipe.flip and recipe.flip_mode == "alternate":
+        augment[1] = "alternating flip"
     parts.append(" + ".join(a for a in augment if a) or "no augmentation")
     if recipe.small_epochs:
         parts.append(f"first {recipe.small_epochs} epochs at {recipe.small_size}x{recipe.small_size} px")
