@@ -70,3 +70,14 @@ def test_alternating_flips_mirror_each_image_once_in_every_two_epochs():
     mask = torch.arange(64) % 2 == 0
     y = augment(x, _gen(), do_flip=True, crop_pad=0, cutout_size=0, flip_mask=mask)
     assert torch.equal(y[mask], x[mask].flip(3)) and torch.equal(y[~mask], x[~mask])
+
+
+def test_window_is_a_full_scale_piece_of_each_image():
+    from normlab.augment import window
+
+    x = _batch()
+    y = window(x, 16, _gen())
+    assert y.shape == (64, 3, 16, 16) and y.dtype == torch.uint8
+    for i in range(4):  # a piece of the image itself, pixel for pixel
+        assert any(torch.equal(x[i, :, dy:dy + 16, dx:dx + 16], y[i]) for dy in range(17) for dx in range(17))
+    assert window(x, 32, _gen()) is x

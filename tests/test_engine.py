@@ -212,13 +212,16 @@ def test_recipe_overrides_from_set():
     assert (r.lr, r.weight_decay, r.schedule, r.flip, r.name) == (0.1, 5e-4, "onecycle", True, "reference-decay")
 
 
-def test_progressive_resizing_trains_small_first_and_counts_its_compute(real_data_dir, tmp_path):
+@pytest.mark.parametrize("mode", ["scale", "crop"])
+def test_progressive_resizing_trains_small_first_and_counts_its_compute(real_data_dir, tmp_path, mode):
     from normlab.models import build_model
     from normlab.summary import forward_macs
 
-    r = train(_quick(tmp_path, "small", epochs=2, recipe="fast", recipe_overrides={"small_epochs": 1},
+    r = train(_quick(tmp_path, "small", epochs=2, recipe="fast",
+                     recipe_overrides={"small_epochs": 1, "small_mode": mode},
                      data_dir=str(real_data_dir)), log=lambda *_: None)
     full, small = forward_macs(build_model("s8", "gn")), forward_macs(build_model("s8", "gn"), 16)
     assert 3.9 * small < full < 4 * small  # every conv but the head's 1x1 works on a quarter of the pixels
     assert r["train_images_seen"] == 2 * 1024 and r["train_macs"] == 1024 * (full + small)
     assert "small_epochs=1" in r["recipe_label"]
+    assert ("small_mode=crop" in r["recipe_label"]) == (mode == "crop")

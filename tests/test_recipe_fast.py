@@ -129,7 +129,7 @@ def test_progressive_resizing_fields_are_checked_and_described():
             Recipe("x", epochs=7, **bad)
 
 
-def test_flip_mode_is_checked_and_described():
+def test_flip_and_small_modes_are_checked_and_described():
     from normlab.errors import NormlabError
     from normlab.recipes import Recipe, describe
 
@@ -137,6 +137,10 @@ def test_flip_mode_is_checked_and_described():
     assert "crop 2 + flip" in describe(Recipe("x", flip=True, crop_pad=2))
     with pytest.raises(NormlabError, match="unknown flip_mode 'always'; choose one of random, alternate"):
         Recipe("x", flip=True, flip_mode="always")
+    r = Recipe("x", epochs=3, small_epochs=2, small_mode="crop")
+    assert "first 2 epochs at 16x16 px (random crops)" in describe(r)
+    with pytest.raises(NormlabError, match="unknown small_mode 'zoom'; choose one of scale, crop"):
+        Recipe("x", epochs=3, small_epochs=2, small_mode="zoom")
 
 
 @pytest.mark.parametrize("norm", ["bn", "gn", "ln"])

@@ -60,6 +60,20 @@ def alternating_flips(n: int, seed: int, epoch: int, device) -> torch.Tensor:
     return (torch.rand(n, generator=gen, device=device) < 0.5) ^ bool(epoch % 2)
 
 
+def window(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    """A random ``size`` x ``size`` window of each image, at full scale (progressive resizing by crops)."""
+    n, c, h, w = x.shape
+    if h == size and w == size:
+        return x
+    dy = torch.randint(0, h - size + 1, (n,), generator=gen, device=x.device)
+    dx = torch.randint(0, w - size + 1, (n,), generator=gen, device=x.device)
+    rows = (dy[:, None] + torch.arange(size, device=x.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(size, device=x.device))[:, None, None, :]
+    idx_n = torch.arange(n, device=x.device)[:, None, None, None]
+    idx_c = torch.arange(c, device=x.device)[None, :, None, None]
+    return x[idx_n, idx_c, rows, cols]
+
+
 def downscale(x: torch.Tensor, size: int) -> torch.Tensor:
     """Float images (N, 3, H, W) scaled to ``size`` x ``size``, antialiased (progressive resizing)."""
     if x.shape[-1] == size and x.shape[-2] == size:

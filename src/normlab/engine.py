@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from . import devices, distributed
 from .version import __version__
-from .augment import alternating_flips, augment, downscale
+from .augment import alternating_flips, augment, downscale, window
 from .config import RunSpec, TrainConfig, resolve
 from .data import Cifar10, load_cifar10, split
 from .devices import (EMULATED_BF16, autocast, cpu_description, resolve_compile, resolve_device, resolve_precision,
@@ -58,11 +58,14 @@ def train_epoch(model, opt, recipe: Recipe, x_all, y_all, *, epoch, seed, device
         # Augment the whole global batch (cheap, uint8) so that every rank draws the same numbers.
         xb = augment(x_all[idx], gen, do_flip=recipe.flip, crop_pad=recipe.crop_pad, cutout_size=recipe.cutout,
                      flip_mask=None if flips is None else flips[idx])
+        if size is not None and recipe.small_mode == "crop":
+            xb = window(xb, size, gen)
         xb, yb = dist.shard(xb), dist.shard(y_all[idx])
         for group in opt.param_groups:
             group["lr"] = group.get("peak_lr", recipe.lr) * lr_factor(recipe, epoch * steps + i, total_steps, steps)
         with autocast(device, precision):
-            logits = model(to_input(xb) if size is None else downscale(to_input(xb), size))
+            scale = size is not None and recipe.small_mode == "scale"
+            logits = model(downscale(to_input(xb), size) if scale else to_input(xb))
             loss = dist.batch_loss(logits.float(), yb, len(idx), recipe.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()

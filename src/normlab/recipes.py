@@ -18,6 +18,7 @@ OPTIMIZERS = ("sgd", "adamw", "muon")
 STEM_INITS = ("default", "whiten")
 MUON_SCOPES = ("pointwise", "convs")
 FLIP_MODES = ("random", "alternate")
+SMALL_MODES = ("scale", "crop")
 MAX_CROP_PAD = 16   # reflect padding needs pad < 32 (the image side); half the image is already absurd
 MAX_CUTOUT = 32     # the whole image
 MIN_SMALL_SIZE = 8  # S8 and the convmixers pool or patch by 4 in all: 8 px leaves them a 2x2 map
@@ -63,6 +64,9 @@ class Recipe:
                                  # costs (small_size / 32)^2 of a full one, so early epochs, which learn
                                  # coarse features, come cheap; the later ones adapt the net to full size
     small_size: int = 16         # the side of those images, in pixels
+    small_mode: str = "scale"    # how they are made small: scale (the whole image, scaled down) | crop (a
+                                 # random small_size window at full scale: objects keep the size in pixels
+                                 # they have at full size, so the features learned carry over unchanged)
     ema_epochs: float = 0.0      # weight averaging: an exponential moving average of the weights (and norm
                                  # statistics) with this time constant in epochs, evaluated and saved
                                  # instead of the raw weights. 0: off
@@ -82,7 +86,8 @@ class Recipe:
             if kind == "str" and not isinstance(value, str):
                 raise _bad(f.name, value, "a word")
         for key, allowed in (("schedule", SCHEDULES), ("stem_init", STEM_INITS), ("optimizer", OPTIMIZERS),
-                             ("muon_scope", MUON_SCOPES), ("flip_mode", FLIP_MODES)):
+                             ("muon_scope", MUON_SCOPES), ("flip_mode", FLIP_MODES),
+                             ("small_mode", SMALL_MODES)):
             if getattr(self, key) not in allowed:
                 raise NormlabError(f"unknown {key} {getattr(self, key)!r}; choose one of {', '.join(allowed)}")
         for key in ("epochs", "batch_size"):
@@ -155,7 +160,8 @@ def describe(recipe: Recipe) -> str:
         augment[1] = "alternating flip"
     parts.append(" + ".join(a for a in augment if a) or "no augmentation")
     if recipe.small_epochs:
-        parts.append(f"first {recipe.small_epochs} epochs at {recipe.small_size}x{recipe.small_size} px")
+        how = " (random crops)" if recipe.small_mode == "crop" else ""
+        parts.append(f"first {recipe.small_epochs} epochs at {recipe.small_size}x{recipe.small_size} px{how}")
     if recipe.ema_epochs:
         parts.append(f"weight average over {recipe.ema_epochs:g} epochs")
     if recipe.stem_init != "default":
