@@ -16,20 +16,26 @@ def flip(x: torch.Tensor, gen: torch.Generator, mask: torch.Tensor | None = None
     return torch.where(mask.view(-1, 1, 1, 1), x.flip(3), x)
 
 
-def crop(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
-    """Random translation by up to ``pad`` pixels each way: reflect-pad, then take a random HxW window."""
-    if pad <= 0:
-        return x
-    n, c, h, w = x.shape
-    padded = torch.nn.functional.pad(x.float() if x.dtype == torch.uint8 else x, (pad,) * 4,
-                                     mode="reflect").to(x.dtype)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
+def _windows(x: torch.Tensor, h: int, w: int, gen: torch.Generator) -> torch.Tensor:
+    """An ``h`` x ``w`` window of each image at a random offset, in one gather."""
+    n, c, big_h, big_w = x.shape
+    dy = torch.randint(0, big_h - h + 1, (n,), generator=gen, device=x.device)
+    dx = torch.randint(0, big_w - w + 1, (n,), generator=gen, device=x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
     idx_n = torch.arange(n, device=x.device)[:, None, None, None]
     idx_c = torch.arange(c, device=x.device)[None, :, None, None]
-    return padded[idx_n, idx_c, rows, cols]
+    return x[idx_n, idx_c, rows, cols]
+
+
+def crop(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
+    """Random translation by up to ``pad`` pixels each way: reflect-pad, then take a random HxW window."""
+    if pad <= 0:
+        return x
+    h, w = x.shape[-2:]
+    padded = torch.nn.functional.pad(x.float() if x.dtype == torch.uint8 else x, (pad,) * 4,
+                                     mode="reflect").to(x.dtype)
+    return _windows(padded, h, w, gen)
 
 
 def cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
@@ -62,16 +68,9 @@ def alternating_flips(n: int, seed: int, epoch: int, device) -> torch.Tensor:
 
 def window(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
     """A random ``size`` x ``size`` window of each image, at full scale (progressive resizing by crops)."""
-    n, c, h, w = x.shape
-    if h == size and w == size:
+    if x.shape[-2:] == (size, size):
         return x
-    dy = torch.randint(0, h - size + 1, (n,), generator=gen, device=x.device)
-    dx = torch.randint(0, w - size + 1, (n,), generator=gen, device=x.device)
-    rows = (dy[:, None] + torch.arange(size, device=x.device))[:, None, :, None]
-    cols = (dx[:, None] + torch.arange(size, device=x.device))[:, None, None, :]
-    idx_n = torch.arange(n, device=x.device)[:, None, None, None]
-    idx_c = torch.arange(c, device=x.device)[None, :, None, None]
-    return x[idx_n, idx_c, rows, cols]
+    return _windows(x, size, size, gen)
 
 
 def downscale(x: torch.Tensor, size: int) -> torch.Tensor:
