@@ -48,6 +48,7 @@ def train_epoch(model, opt, recipe: Recipe, x_all, y_all, *, epoch, seed, device
     gen.manual_seed(_epoch_seed(seed, epoch))  # shuffle and augmentation: the same on every rank
     perm = torch.randperm(n, generator=gen, device=device)
     size = recipe.small_size if epoch < recipe.small_epochs else None  # progressive resizing
+    crop_to, scale_to = (size, None) if recipe.small_mode == "crop" else (None, size)
     flips = alternating_flips(n, seed, epoch, device) if recipe.flip and recipe.flip_mode == "alternate" else None
     model.train()
     loss_sum = torch.zeros((), device=device)
@@ -58,14 +59,13 @@ def train_epoch(model, opt, recipe: Recipe, x_all, y_all, *, epoch, seed, device
         # Augment the whole global batch (cheap, uint8) so that every rank draws the same numbers.
         xb = augment(x_all[idx], gen, do_flip=recipe.flip, crop_pad=recipe.crop_pad, cutout_size=recipe.cutout,
                      flip_mask=None if flips is None else flips[idx])
-        if size is not None and recipe.small_mode == "crop":
-            xb = window(xb, size, gen)
+        if crop_to is not None:
+            xb = window(xb, crop_to, gen)
         xb, yb = dist.shard(xb), dist.shard(y_all[idx])
         for group in opt.param_groups:
             group["lr"] = group.get("peak_lr", recipe.lr) * lr_factor(recipe, epoch * steps + i, total_steps, steps)
         with autocast(device, precision):
-            scale = size is not None and recipe.small_mode == "scale"
-            logits = model(downscale(to_input(xb), size) if scale else to_input(xb))
+            logits = model(to_input(xb) if scale_to is None else downscale(to_input(xb), scale_to))
             loss = dist.batch_loss(logits.float(), yb, len(idx), recipe.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -66,7 +66,7 @@ class Recipe:
     small_size: int = 16         # the side of those images, in pixels
     small_mode: str = "scale"    # how they are made small: scale (the whole image, scaled down) | crop (a
                                  # random small_size window at full scale: objects keep the size in pixels
-                                 # they have at full size, so the features learned carry over unchanged)
+                                 # they have at full size; on the validation split it did worse than scale)
     ema_epochs: float = 0.0      # weight averaging: an exponential moving average of the weights (and norm
                                  # statistics) with this time constant in epochs, evaluated and saved
                                  # instead of the raw weights. 0: off
@@ -154,10 +154,9 @@ def describe(recipe: Recipe) -> str:
         parts.append(f"weight decay {recipe.weight_decay:g}" + ("" if recipe.decay_norms else " (not on norms)"))
     if recipe.label_smoothing:
         parts.append(f"label smoothing {recipe.label_smoothing:g}")
-    augment = [f"crop {recipe.crop_pad}" if recipe.crop_pad else "", "flip" if recipe.flip else "",
+    flip = "alternating flip" if recipe.flip_mode == "alternate" else "flip"
+    augment = [f"crop {recipe.crop_pad}" if recipe.crop_pad else "", flip if recipe.flip else "",
                f"cutout {recipe.cutout}" if recipe.cutout else ""]
-    if recipe.flip and recipe.flip_mode == "alternate":
-        augment[1] = "alternating flip"
     parts.append(" + ".join(a for a in augment if a) or "no augmentation")
     if recipe.small_epochs:
         how = " (random crops)" if recipe.small_mode == "crop" else ""
