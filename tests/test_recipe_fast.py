@@ -141,6 +141,8 @@ def test_flip_and_small_modes_are_checked_and_described():
     assert "first 2 epochs at 16x16 px (random crops)" in describe(r)
     with pytest.raises(NormlabError, match="unknown small_mode 'zoom'; choose one of scale, crop"):
         Recipe("x", epochs=3, small_epochs=2, small_mode="zoom")
+    with pytest.raises(NormlabError, match="unknown schedule_clock 'wall'; choose one of steps, compute"):
+        Recipe("x", schedule_clock="wall")
 
 
 @pytest.mark.parametrize("norm", ["bn", "gn", "ln"])
@@ -152,3 +154,31 @@ def test_speedrun_needs_at_most_a_fifth_of_the_headline_compute(norm):
         return resolve(TrainConfig(arch=arch, norm=norm, recipe=recipe)).train_compute(50_000)[1]
 
     assert compute(*SPEEDRUN_RUNS[norm]) <= compute(*HEADLINE[norm]) / 5
+
+
+def test_compute_clock_spends_less_of_the_decay_on_small_epochs():
+    """schedule_clock=compute: a 16 px step counts a quarter of a full-size one, so the speedrun's 7 small
+    epochs use up 1.75 of its 3.75 full-size epochs' schedule and the full-size ones start from about half
+    the peak; the default step clock is unchanged, and both end at 0."""
+    steps = 352  # ceil(45,000 / 128)
+    steps_clock, compute_clock = get_recipe("speedrun"), get_recipe("speedrun", schedule_clock="compute")
+    total = steps * steps_clock.epochs
+    switch = 7 * steps
+    warm = steps / 2
+    assert lr_factor(steps_clock, switch, total, steps) == pytest.approx((total - switch) / (total - warm))
+    small = (16 / 32) ** 2
+    expected = 2 * steps / (small * (switch - warm) + 2 * steps)
+    assert lr_factor(compute_clock, switch, total, steps) == pytest.approx(expected)
+    assert expected == pytest.approx(0.55, abs=0.01)
+    for recipe in (steps_clock, compute_clock):
+        factors = [lr_factor(recipe, s, total, steps) for s in range(total)]
+        assert factors[int(warm) - 1] == pytest.approx(1.0) and factors[-1] < 0.01
+        assert all(a >= b for a, b in zip(factors[int(warm):], factors[int(warm) + 1:]))
+    # without small epochs the clocks agree
+    plain = get_recipe("fast"), get_recipe("fast", schedule_clock="compute")
+    assert [lr_factor(plain[0], s, 3920, 196) for s in range(0, 3920, 97)] == [
+        lr_factor(plain[1], s, 3920, 196) for s in range(0, 3920, 97)]
+    from normlab.recipes import describe
+
+    assert "one-cycle (0.5 warm-up epochs) over compute" in describe(compute_clock)
+    assert "over compute" not in describe(steps_clock)

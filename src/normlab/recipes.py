@@ -19,6 +19,7 @@ STEM_INITS = ("default", "whiten")
 MUON_SCOPES = ("pointwise", "convs")
 FLIP_MODES = ("random", "alternate")
 SMALL_MODES = ("scale", "crop")
+SCHEDULE_CLOCKS = ("steps", "compute")
 MAX_CROP_PAD = 16   # reflect padding needs pad < 32 (the image side); half the image is already absurd
 MAX_CUTOUT = 32     # the whole image
 MIN_SMALL_SIZE = 8  # S8 and the convmixers pool or patch by 4 in all: 8 px leaves them a 2x2 map
@@ -49,6 +50,10 @@ class Recipe:
     schedule: str = "constant"   # constant | linear-decay (to 0 at the last step) | onecycle (linear
                                  # warm-up, then linear decay to 0) | cosine
     warmup_epochs: float = 0.0   # onecycle only
+    schedule_clock: str = "steps"  # what the schedule's progress counts: steps | compute (a step on
+                                 # small_size images counts (small_size / 32)^2 of a full-size one, so
+                                 # cheap early epochs use up less of the decay; the warm-up still counts
+                                 # steps, as it guards the first updates)
     label_smoothing: float = 0.0
     flip: bool = False           # random horizontal flip
     flip_mode: str = "random"    # random: each image mirrored with probability 1/2 in each epoch | alternate:
@@ -87,7 +92,8 @@ class Recipe:
                 raise _bad(f.name, value, "a word")
         for key, allowed in (("schedule", SCHEDULES), ("stem_init", STEM_INITS), ("optimizer", OPTIMIZERS),
                              ("muon_scope", MUON_SCOPES), ("flip_mode", FLIP_MODES),
-                             ("small_mode", SMALL_MODES)):
+                             ("small_mode", SMALL_MODES),
+                             ("schedule_clock", SCHEDULE_CLOCKS)):
             if getattr(self, key) not in allowed:
                 raise NormlabError(f"unknown {key} {getattr(self, key)!r}; choose one of {', '.join(allowed)}")
         for key in ("epochs", "batch_size"):
@@ -145,7 +151,8 @@ def describe(recipe: Recipe) -> str:
         opt = f"SGD{' nesterov' if recipe.nesterov else ''} peak {recipe.lr:g}, momentum {recipe.momentum:g}"
     schedule = {"constant": "constant learning rate", "linear-decay": "linear decay to 0",
                 "cosine": "cosine decay", "onecycle": f"one-cycle ({recipe.warmup_epochs:g} warm-up epochs)"}
-    parts = [f"{recipe.epochs} epochs, batch {recipe.batch_size}", f"{opt}, {schedule[recipe.schedule]}"]
+    clock = " over compute" if recipe.schedule_clock == "compute" and recipe.schedule != "constant" else ""
+    parts = [f"{recipe.epochs} epochs, batch {recipe.batch_size}", f"{opt}, {schedule[recipe.schedule]}{clock}"]
     if recipe.optimizer == "muon":
         what = "every conv" if recipe.muon_scope == "convs" else "the pointwise convs"
         parts.append(f"Muon on {what} (peak {recipe.muon_lr:g}, decoupled weight decay "
@@ -304,12 +311,24 @@ def lr_factor(recipe: Recipe, step: int, total_steps: int, steps_per_epoch: int)
     """Multiplier on the peak learning rate at optimizer step ``step`` (0-based)."""
     if recipe.schedule == "constant":
         return 1.0
-    progress = step / max(1, total_steps)
-    if recipe.schedule == "linear-decay":
-        return 1.0 - progress
     if recipe.schedule == "onecycle":
         warm = recipe.warmup_epochs * steps_per_epoch
         if step < warm:
             return (step + 1) / warm
-        return max(0.0, (total_steps - step) / max(1.0, total_steps - warm))
+        clock = _clock(recipe, steps_per_epoch)
+        return max(0.0, (clock(total_steps) - clock(step)) / max(1.0, clock(total_steps) - clock(warm)))
+    clock = _clock(recipe, steps_per_epoch)
+    progress = clock(step) / max(1, clock(total_steps))
+    if recipe.schedule == "linear-decay":
+        return 1.0 - progress
     return 0.5 * (1 + math.cos(math.pi * progress))  # cosine
+
+
+def _clock(recipe: Recipe, steps_per_epoch: int):
+    """Step count -> elapsed schedule time: the steps themselves, or (``schedule_clock=compute``) steps
+    weighted by their images' area, a small_size step counting (small_size / 32)^2 of a full-size one."""
+    if recipe.schedule_clock == "steps" or not recipe.small_epochs:
+        return lambda step: step
+    small = (recipe.small_size / 32) ** 2
+    switch = recipe.small_epochs * steps_per_epoch  # the first full-size step
+    return lambda step: small * min(step, switch) + max(0.0, step - switch)
