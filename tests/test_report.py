@@ -363,6 +363,33 @@ def test_a_run_without_a_gallery_record_gets_it_from_its_weights(trained_run, re
     assert {name: (run / name).stat().st_mtime_ns for name in FIGURES} == before
 
 
+def test_prune_weights_keeps_the_gallery_of_a_validation_run_whose_weights_it_drops(trained_run, real_data_dir,
+                                                                                      tmp_path):
+    import subprocess
+    import sys
+
+    # two validation-split runs of one model: the first by path keeps its weights, the other's can go
+    first = _copy_run(trained_run, tmp_path / "a", *FIGURES, "misclassified.json")
+    second = _copy_run(trained_run, tmp_path / "b", *FIGURES, "misclassified.json")
+    script = [sys.executable, str(ROOT / "scripts" / "prune_weights.py"), str(tmp_path)]
+    env = dict(os.environ, NORMLAB_DATA=str(real_data_dir))
+    dry = subprocess.run(script, capture_output=True, text=True, env=env)
+    assert dry.returncode == 0 and "1 of 2 runs' weights are not needed" in dry.stdout, dry.stderr
+    assert (second / "model.safetensors").is_file()  # a dry run changes nothing
+    proc = subprocess.run([*script, "--apply"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert (first / "model.safetensors").is_file() and not (second / "model.safetensors").exists()
+    assert (second / "misclassified.json").read_text() == (trained_run / "misclassified.json").read_text()
+    assert report.ensure_run_plots(second, data_dir=real_data_dir) == {}  # the gallery, without the weights
+    assert (second / "misclassified.png").read_bytes() == (trained_run / "misclassified.png").read_bytes()
+    # a run with a test accuracy keeps its weights whatever else its model has
+    results = json.loads((first / "results.json").read_text())
+    (first / "results.json").write_text(json.dumps({**results, "test_acc": 10.0}))
+    shutil.copy(first / "model.safetensors", second / "model.safetensors")
+    again = subprocess.run(script, capture_output=True, text=True, env=env)
+    assert "1 of 2 runs' weights are not needed" in again.stdout and str(second) in again.stdout
+
+
 def test_without_the_data_set_the_report_says_the_gallery_is_left_out(trained_run, tmp_path):
     run = _copy_run(trained_run, tmp_path, *FIGURES)
     proc = run_cli("report", run, "--out", tmp_path / "rep", cwd=tmp_path,

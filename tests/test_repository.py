@@ -12,7 +12,8 @@ MB = 1_000_000
 # Figures and HTML reports are drawn again from each run's data (`normlab report`), so results/ keeps the
 # data alone: configs, metrics, results, confusion matrices, weights and report.md. The whole tracked tree
 # must also stay copyable to a GPU machine for speed checks, which takes at most 64 MiB; results/ is nearly
-# all of it (weights: 0.2 MB a run), so it gets 64 MB and the rest of the tree what is left.
+# all of it (weights: 0.2 MB a run), so it gets 64 MB and the rest of the tree what is left; and it keeps
+# weights only where a figure needs them (scripts/prune_weights.py).
 RESULTS_LIMIT = 64 * MB
 TREE_LIMIT = 64 * 2**20
 FILE_LIMIT = 2 * MB
@@ -48,6 +49,13 @@ def test_tracked_results_weigh_at_most_64_mb():
     results = sum(size for name, size in sizes.items() if name.startswith("results/"))
     largest = sorted(((s, n) for n, s in sizes.items() if n.startswith("results/")), reverse=True)[:5]
     assert results <= RESULTS_LIMIT, f"results/ tracks {results:,} bytes; largest: {largest}"
+
+
+def test_results_keep_weights_only_where_a_figure_needs_them():
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "prune_weights.py")], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("0 of "), f"drop them with scripts/prune_weights.py --apply:\n{proc.stdout}"
 
 
 def test_no_figures_are_tracked_under_results():

@@ -166,6 +166,29 @@ def _final_split(folder: Path, results: dict) -> str:
     return held_out(results)
 
 
+def _held_images(data, held: str, results: dict):
+    """(images, labels) of the split ``held`` ("test" or "val") of the run whose ``results`` these are."""
+    if held == "test":
+        return data.test_x, data.test_y
+    split = _evaluation_api()[-1]
+    _, _, (_, images, labels) = split(data, None, results.get("val_size") or 0)
+    return images, labels
+
+
+def keep_gallery_record(folder: Path, data) -> bool:
+    """Give the finished run in ``folder`` its gallery record from its saved weights, as a report does for
+    a run without one, so that its gallery can still be drawn once the weights are gone. True if one was
+    written; False if it had one already."""
+    folder = Path(folder)
+    if (folder / GALLERY_DATA).is_file():
+        return False
+    results = read_json(folder / "results.json")
+    held = _final_split(folder, results)
+    images, labels = _held_images(data, held, results)
+    atomic_write_json(folder / GALLERY_DATA, _first_misclassified(folder, held, images, labels, data.classes))
+    return True
+
+
 def _gallery(folder: Path, results: dict, source: _DataSource) -> str | None:
     """Draw ``folder``'s gallery from its record and the data set; a run without a record (trained before
     runs kept one) gets it from its saved weights, re-evaluated in float32 on the split its final model was
@@ -175,11 +198,7 @@ def _gallery(folder: Path, results: dict, source: _DataSource) -> str | None:
         return f"misclassified gallery not drawn: {source.error}"
     record = read_json(folder / GALLERY_DATA) if (folder / GALLERY_DATA).is_file() else None
     held = record["split"] if record else _final_split(folder, results)
-    if held == "test":
-        images, labels = data.test_x, data.test_y
-    else:
-        split = _evaluation_api()[-1]
-        _, _, (_, images, labels) = split(data, None, results.get("val_size") or 0)
+    images, labels = _held_images(data, held, results)
     mismatch = f"misclassified gallery not drawn: the CIFAR-10 found does not hold this run's {held} images"
     if (folder / CONFUSION_DATA).is_file():  # the held-out labels must be the ones the run was judged on
         counts = torch.tensor(read_json(folder / CONFUSION_DATA)["counts"])
