@@ -145,3 +145,12 @@ def test_devices_resolve_on_a_cpu_machine():
     assert resolve_precision("auto", torch.device("mps")) == "fp32"
     with autocast(torch.device("cpu"), "bf16"):
         assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == torch.bfloat16
+
+
+def test_old_architecture_names_still_build_their_nets():
+    # weights files from before the convmixer names carry the old ones
+    from normlab.models import RENAMED
+
+    for old, new in RENAMED.items():
+        a, b = build_model(old, "bn"), build_model(new, "bn")
+        assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}

@@ -25,6 +25,9 @@ ARCHS: dict[str, Builder] = {
     "convmixer-hr2": convmixer_hr2,  # its first two width-64 blocks at full resolution: BN's best
 }
 assert tuple(ARCHS) == ARCH_NAMES, "normlab.names.ARCH_NAMES lists the public architectures for the CLI"
+# Names the architectures had when the first committed runs were trained; their weights files carry them.
+# The nets are the same (the weights load unchanged), so those names still build them.
+RENAMED = {"mix64d9k3p2": "convmixer", "mix64d9k3p2s16": "convmixer-s16"}
 # Architectures built for one norm only: the user's norm name -> the layer they are built with.
 ARCH_NORMS: dict[str, dict[str, str]] = {"s8-reference-ln": {"ln": "ln-elementwise"}}
 
@@ -48,6 +51,7 @@ def build_model(arch: str = "s8", norm: str = "bn") -> nn.Module:
     """Build ``arch`` with ``norm`` layers (any registered norm, or a ``package.module:factory`` spec; see
     normlab.norms). The module maps float images in [0, 1], (N, 3, 32, 32), to logits (N, 10); input
     normalization is inside it."""
+    arch = RENAMED.get(arch, arch)
     builder = all_archs()[check_arch(arch)]
     if arch in ARCH_NORMS:  # built for one norm only
         check_norm(norm, tuple(ARCH_NORMS[arch]), arch=arch)
