@@ -225,3 +225,25 @@ def test_progressive_resizing_trains_small_first_and_counts_its_compute(real_dat
     assert r["train_images_seen"] == 2 * 1024 and r["train_macs"] == 1024 * (full + small)
     assert "small_epochs=1" in r["recipe_label"]
     assert ("small_mode=crop" in r["recipe_label"]) == (mode == "crop")
+
+
+def test_a_middle_stage_trains_at_its_size_and_counts_its_compute(real_data_dir, tmp_path, monkeypatch):
+    from normlab import engine
+    from normlab.models import build_model
+    from normlab.summary import forward_macs
+
+    sizes = []
+
+    def downscale(x, size):
+        sizes.append(size)
+        return real_downscale(x, size)
+
+    real_downscale = engine.downscale
+    monkeypatch.setattr(engine, "downscale", downscale)
+    r = train(_quick(tmp_path, "mid", epochs=3, recipe="fast", recipe_overrides={"small_epochs": 1, "mid_epochs": 1},
+                     data_dir=str(real_data_dir)), log=lambda *_: None)
+    assert sizes == [16] * 16 + [24] * 16  # 16 steps of 64 images per epoch; the last epoch at full size
+    model = build_model("s8", "gn")
+    full, small, mid = forward_macs(model), forward_macs(model, 16), forward_macs(model, 24)
+    assert small < mid < full and r["train_macs"] == 1024 * (full + small + mid)
+    assert "mid_epochs=1" in r["recipe_label"]

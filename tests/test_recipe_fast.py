@@ -127,6 +127,25 @@ def test_progressive_resizing_fields_are_checked_and_described():
                 dict(small_epochs=2, small_size=40)):
         with pytest.raises(NormlabError, match="small_"):
             Recipe("x", epochs=7, **bad)
+    # a middle stage on the way up: 4 epochs at 16 px, 2 at 24, the last at full size
+    r = Recipe("x", epochs=7, small_epochs=4, mid_epochs=2)
+    assert [r.image_size(e) for e in range(7)] == [16] * 4 + [24] * 2 + [32]
+    assert "first 4 epochs at 16x16 px; then 2 at 24x24 px" in describe(r)
+    assert "first 2 at 20x20 px" in describe(Recipe("x", epochs=3, mid_epochs=2, mid_size=20))
+    for bad in (dict(small_epochs=4, mid_epochs=3), dict(mid_epochs=-1), dict(mid_epochs=1, mid_size=33)):
+        with pytest.raises(NormlabError, match="mid_"):
+            Recipe("x", epochs=7, **bad)
+
+
+def test_compute_clock_counts_each_stage_at_its_size():
+    from normlab.recipes import Recipe
+
+    r = Recipe("x", epochs=4, small_epochs=1, mid_epochs=2, schedule="linear-decay", schedule_clock="compute")
+    steps = 10
+    # stages cost 1/4, 9/16, 9/16 and 1 of a full-size epoch: 2.375 in all
+    assert lr_factor(r, 10, 40, steps) == pytest.approx(1 - 0.25 / 2.375)
+    assert lr_factor(r, 30, 40, steps) == pytest.approx(1 - (0.25 + 2 * 9 / 16) / 2.375)
+    assert lr_factor(r, 35, 40, steps) == pytest.approx(1 - (0.25 + 2 * 9 / 16 + 0.5) / 2.375)
 
 
 def test_flip_and_small_modes_are_checked_and_described():

@@ -69,13 +69,15 @@ class RunSpec:
     out: Path
     macs: int = 0                   # multiply-adds of one forward pass of one image (convs and linears)
     small_macs: int = 0             # the same at the recipe's small_size (progressive resizing)
+    mid_macs: int = 0               # and at its mid_size
 
     def train_compute(self, train_images: int) -> tuple[int, int]:
         """(images seen, multiply-adds) of the whole run's forward passes: the training compute that
         recipes are compared by (a backward pass costs about twice its forward, for every recipe alike)."""
-        small = self.recipe.small_epochs
-        full = self.recipe.epochs - small
-        return self.recipe.epochs * train_images, train_images * (full * self.macs + small * self.small_macs)
+        r = self.recipe
+        full = r.epochs - r.small_epochs - r.mid_epochs
+        return r.epochs * train_images, train_images * (full * self.macs + r.small_epochs * self.small_macs
+                                                        + r.mid_epochs * self.mid_macs)
 
     def settings(self, device: str, precision: str) -> dict:
         """What defines the run's numbers: saved in config.json and checked on resume."""
@@ -122,4 +124,5 @@ def resolve(config: TrainConfig) -> RunSpec:
     if config.budget:
         check_budget(params, recipe.epochs, config.arch, config.norm)
     return RunSpec(config, recipe, recipe_label(recipe), params, Path(config.out or config.default_out()),
-                   forward_macs(model), forward_macs(model, recipe.small_size) if recipe.small_epochs else 0)
+                   forward_macs(model), forward_macs(model, recipe.small_size) if recipe.small_epochs else 0,
+                   forward_macs(model, recipe.mid_size) if recipe.mid_epochs else 0)

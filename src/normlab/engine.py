@@ -47,7 +47,8 @@ def train_epoch(model, opt, recipe: Recipe, x_all, y_all, *, epoch, seed, device
     gen = torch.Generator(device=device)
     gen.manual_seed(_epoch_seed(seed, epoch))  # shuffle and augmentation: the same on every rank
     perm = torch.randperm(n, generator=gen, device=device)
-    size = recipe.small_size if epoch < recipe.small_epochs else None  # progressive resizing
+    side = recipe.image_size(epoch)  # progressive resizing
+    size = side if side < 32 else None
     crop_to, scale_to = (size, None) if recipe.small_mode == "crop" else (None, size)
     flips = alternating_flips(n, seed, epoch, device) if recipe.flip and recipe.flip_mode == "alternate" else None
     model.train()
@@ -158,8 +159,10 @@ def _train(spec: RunSpec, run: RunDir, settings: dict, data: Cifar10, train_x, t
         f"training images | device {device.type} | {precision}{' | compiled' if compiled else ''} | "
         f"run folder {run.path}")
     seen, macs = spec.train_compute(len(train_x))
-    small = (f" ({spec.small_macs / 1e6:.1f} M at {recipe.small_size}x{recipe.small_size} px in the first "
-             f"{recipe.small_epochs} epochs)" if recipe.small_epochs else "")
+    stages = [f"{macs / 1e6:.1f} M at {side}x{side} px in {where} {n} epochs" for macs, side, where, n in (
+        (spec.small_macs, recipe.small_size, "the first", recipe.small_epochs),
+        (spec.mid_macs, recipe.mid_size, "the next" if recipe.small_epochs else "the first", recipe.mid_epochs)) if n]
+    small = f" ({', '.join(stages)})" if stages else ""
     log(f"training compute: {spec.macs / 1e6:.1f} M multiply-adds per image{small} x {seen:,} images = "
         f"{macs / 1e12:.2f} T multiply-adds (forward passes)")
 

@@ -50,10 +50,10 @@ class Recipe:
     schedule: str = "constant"   # constant | linear-decay (to 0 at the last step) | onecycle (linear
                                  # warm-up, then linear decay to 0) | cosine
     warmup_epochs: float = 0.0   # onecycle only
-    schedule_clock: str = "steps"  # what the schedule's progress counts: steps | compute (a step on
-                                 # small_size images counts (small_size / 32)^2 of a full-size one, so
-                                 # cheap early epochs use up less of the decay; the warm-up still counts
-                                 # steps, as it guards the first updates)
+    schedule_clock: str = "steps"  # what the schedule's progress counts: steps | compute (with progressive
+                                 # resizing, a step on s x s images counts (s / 32)^2 of a full-size one,
+                                 # so cheap early epochs use up less of the decay; the warm-up still
+                                 # counts steps, as it guards the first updates)
     label_smoothing: float = 0.0
     flip: bool = False           # random horizontal flip
     flip_mode: str = "random"    # random: each image mirrored with probability 1/2 in each epoch | alternate:
@@ -69,6 +69,9 @@ class Recipe:
                                  # costs (small_size / 32)^2 of a full one, so early epochs, which learn
                                  # coarse features, come cheap; the later ones adapt the net to full size
     small_size: int = 16         # the side of those images, in pixels
+    mid_epochs: int = 0          # progressive resizing's middle stage: the this many epochs after the small
+                                 # ones train at mid_size x mid_size, on the way up to full size
+    mid_size: int = 24           # the side of those images, in pixels
     small_mode: str = "scale"    # how they are made small: scale (the whole image, scaled down) | crop (a
                                  # random small_size window at full scale: objects keep the size in pixels
                                  # they have at full size; on the validation split it did worse than scale)
@@ -112,12 +115,22 @@ class Recipe:
         if not 0 <= self.small_epochs < self.epochs:
             raise _bad("small_epochs", self.small_epochs, f"between 0 and {self.epochs - 1} (the last epoch "
                        "trains at full size)")
-        if not MIN_SMALL_SIZE <= self.small_size <= 32:
-            raise _bad("small_size", self.small_size, f"between {MIN_SMALL_SIZE} and 32 pixels")
+        if not 0 <= self.mid_epochs < self.epochs - self.small_epochs:
+            raise _bad("mid_epochs", self.mid_epochs, f"between 0 and {self.epochs - self.small_epochs - 1} (after "
+                       f"the {self.small_epochs} small epochs, the last epoch trains at full size)")
+        for key in ("small_size", "mid_size"):
+            if not MIN_SMALL_SIZE <= getattr(self, key) <= 32:
+                raise _bad(key, getattr(self, key), f"between {MIN_SMALL_SIZE} and 32 pixels")
         if not 0 <= self.cutout <= MAX_CUTOUT:
             raise _bad("cutout", self.cutout, f"between 0 and {MAX_CUTOUT} pixels")
         if self.nesterov and self.momentum == 0 and self.optimizer != "adamw":
             raise NormlabError("recipe: nesterov=true needs momentum above 0; set momentum or nesterov=false")
+
+    def image_size(self, epoch: int) -> int:
+        """The side, in pixels, of the images epoch ``epoch`` (0-based) trains on: progressive resizing."""
+        if epoch < self.small_epochs:
+            return self.small_size
+        return self.mid_size if epoch < self.small_epochs + self.mid_epochs else 32
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -168,6 +181,9 @@ def describe(recipe: Recipe) -> str:
     if recipe.small_epochs:
         how = " (random crops)" if recipe.small_mode == "crop" else ""
         parts.append(f"first {recipe.small_epochs} epochs at {recipe.small_size}x{recipe.small_size} px{how}")
+    if recipe.mid_epochs:
+        parts.append(f"{'then ' if recipe.small_epochs else 'first '}{recipe.mid_epochs} at "
+                     f"{recipe.mid_size}x{recipe.mid_size} px")
     if recipe.ema_epochs:
         parts.append(f"weight average over {recipe.ema_epochs:g} epochs")
     if recipe.stem_init != "default":
@@ -326,9 +342,14 @@ def lr_factor(recipe: Recipe, step: int, total_steps: int, steps_per_epoch: int)
 
 def _clock(recipe: Recipe, steps_per_epoch: int):
     """Step count -> elapsed schedule time: the steps themselves, or (``schedule_clock=compute``) steps
-    weighted by their images' area, a small_size step counting (small_size / 32)^2 of a full-size one."""
-    if recipe.schedule_clock == "steps" or not recipe.small_epochs:
+    weighted by their images' area, a step on s x s images counting (s / 32)^2 of a full-size one."""
+    if recipe.schedule_clock == "steps" or not (recipe.small_epochs or recipe.mid_epochs):
         return lambda step: step
-    small = (recipe.small_size / 32) ** 2
-    switch = recipe.small_epochs * steps_per_epoch  # the first full-size step
-    return lambda step: small * min(step, switch) + max(0.0, step - switch)
+    weights = [(recipe.image_size(e) / 32) ** 2 for e in range(recipe.epochs)]
+    before = [sum(weights[:e]) * steps_per_epoch for e in range(recipe.epochs + 1)]  # at each epoch's start
+
+    def clock(step: float) -> float:
+        epoch = min(int(step // steps_per_epoch), recipe.epochs - 1)
+        return before[epoch] + (step - epoch * steps_per_epoch) * weights[epoch]
+
+    return clock
