@@ -176,11 +176,13 @@ def test_speedrun_needs_at_most_a_fifth_of_the_headline_compute(norm):
 
 
 def test_compute_clock_spends_less_of_the_decay_on_small_epochs():
-    """schedule_clock=compute: a 16 px step counts a quarter of a full-size one, so the speedrun's 7 small
-    epochs use up 1.75 of its 3.75 full-size epochs' schedule and the full-size ones start from about half
-    the peak; the default step clock is unchanged, and both end at 0."""
+    """schedule_clock=compute: a 16 px step counts a quarter of a full-size one, so 7 small epochs before 2
+    full-size ones use up 1.75 of the 3.75 full-size epochs' schedule and the full-size ones start from
+    about half the peak; the default step clock is unchanged, and both end at 0."""
     steps = 352  # ceil(45,000 / 128)
-    steps_clock, compute_clock = get_recipe("speedrun"), get_recipe("speedrun", schedule_clock="compute")
+    two_stages = dict(epochs=9, mid_epochs=0)
+    steps_clock, compute_clock = get_recipe("speedrun", **two_stages), get_recipe(
+        "speedrun", **two_stages, schedule_clock="compute")
     total = steps * steps_clock.epochs
     switch = 7 * steps
     warm = steps / 2

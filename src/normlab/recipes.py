@@ -69,8 +69,8 @@ class Recipe:
                                  # costs (small_size / 32)^2 of a full one, so early epochs, which learn
                                  # coarse features, come cheap; the later ones adapt the net to full size
     small_size: int = 16         # the side of those images, in pixels
-    mid_epochs: int = 0          # progressive resizing's middle stage: the this many epochs after the small
-                                 # ones train at mid_size x mid_size, on the way up to full size
+    mid_epochs: int = 0          # progressive resizing's middle stage: this many epochs after the small ones
+                                 # train at mid_size x mid_size, on the way up to full size
     mid_size: int = 24           # the side of those images, in pixels
     small_mode: str = "scale"    # how they are made small: scale (the whole image, scaled down) | crop (a
                                  # random small_size window at full scale: objects keep the size in pixels
@@ -222,16 +222,18 @@ MUON_CONVS = dict(optimizer="muon", muon_lr=0.1, muon_weight_decay=0.01, muon_sc
 FAST_MUON_BN = replace(FAST, name="fast-muon-convs-mlr0.2", **{**MUON_CONVS, "muon_lr": 0.2})
 
 # The speedrun: a good model in a fifth of the headline's training compute or less (docs/recipes.md,
-# "The speedrun"). GN's and LN's 20-epoch recipe on a 9-epoch schedule whose first 7 epochs train at
-# 16x16, a quarter of the work per image: 7/4 + 2 = 3.75 full-size epochs' worth of compute instead of 20.
-# Chosen on the validation split (convmixer-s16-GN, seed 0). With 4 full-size epochs' compute: 4 epochs at
-# full size 79.70% val; 4 small + 3 full 82.10; 8 + 2 83.16 (a hair over a fifth); 12 + 1 81.32. On 8 + 2,
-# one change each: Muon's peak 0.2 instead of 0.1 83.96 (bigger steps for a short schedule), crop 2
-# instead of 4 83.94 (less augmentation for a model with little time to fit), a whitened stem 83.60,
-# batch 64 83.90 (but 20% slower). 7 + 2 with all three: 84.08.
+# "The speedrun"). GN's and LN's 20-epoch recipe on a 10-epoch schedule: 7 epochs at 16x16 (a quarter of
+# the work per image), 2 at 24x24 (9/16 of it), 1 at full size: 7/4 + 18/16 + 1 = 3.88 full-size epochs'
+# worth of compute instead of 20. Chosen on the validation split (convmixer-s16-GN, seed 0). With 4
+# full-size epochs' compute: 4 epochs at full size 79.70% val; 4 small + 3 full 82.10; 8 + 2 83.16; 12 + 1
+# 81.32. On 8 + 2, one change each: Muon's peak 0.2 instead of 0.1 83.96 (bigger steps for a short
+# schedule), crop 2 instead of 4 83.94 (less augmentation for a model with little time to fit), a whitened
+# stem 83.60. 7 + 2 with all three: 84.08 (LN on convmixer-fr32: 83.76); then the middle stage in place of
+# a full-size epoch, easing the switch to full size: 84.54 (LN 84.64).
 SPEEDRUN = replace(
     FAST, name="speedrun", batch_size=128, lr=0.05, **{**MUON_CONVS, "muon_lr": 0.2},
-    epochs=9, small_epochs=7, small_size=16, warmup_epochs=0.5,  # 2 warm-up epochs would be a fifth of it
+    epochs=10, small_epochs=7, small_size=16, mid_epochs=2, mid_size=24,
+    warmup_epochs=0.5,  # 2 warm-up epochs would be a fifth of it
     crop_pad=2, stem_init="whiten",
 )
 # BN's speedrun: its 20-epoch recipe (batch 256, Muon peak 0.2) with a whitened stem, 8 epochs at 16x16 and
