@@ -159,7 +159,7 @@ def _train(spec: RunSpec, run: RunDir, settings: dict, data: Cifar10, train_x, t
         f"training images | device {device.type} | {precision}{' | compiled' if compiled else ''} | "
         f"run folder {run.path}")
     seen, macs = spec.train_compute(len(train_x))
-    stages = [f"{macs / 1e6:.1f} M at {side}x{side} px in {where} {n} epochs" for macs, side, where, n in (
+    stages = [f"{each / 1e6:.1f} M at {side}x{side} px in {where} {n} epochs" for each, side, where, n in (
         (spec.small_macs, recipe.small_size, "the first", recipe.small_epochs),
         (spec.mid_macs, recipe.mid_size, "the next" if recipe.small_epochs else "the first", recipe.mid_epochs)) if n]
     small = f" ({', '.join(stages)})" if stages else ""
