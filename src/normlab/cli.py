@@ -280,7 +280,8 @@ def cmd_leaderboard(a) -> None:
                            progress=not a.no_progress)
     for r in rows:
         spread = "" if r["ci95"] is None else f" ± {r['ci95']:.2f}"
-        print(f"{r['protocol']} batch {r['batch']} {r['norm']}: {r['test_acc']:.2f}{spread}% ({r['seeds']} seed{'' if r['seeds'] == 1 else 's'})")
+        seeds = f"{r['seeds']} seed{'' if r['seeds'] == 1 else 's'}"
+        print(f"{r['protocol']} batch {r['batch']} {r['norm']}: {r['test_acc']:.2f}{spread}% ({seeds})")
 
 
 def cmd_evaluate(a) -> None:

@@ -27,7 +27,7 @@ from .evaluation import evaluate
 from .metrics import confusion_matrix, per_class_accuracy
 from .models import build_model
 from .optim import WeightAverage, make_optimizer
-from .recipes import Recipe, lr_factor
+from .recipes import IMAGE_SIDE, Recipe, lr_factor
 from .runs import RunDir, atomic_write_json
 from .weights import save_weights
 from .whiten import whiten_stem
@@ -48,7 +48,7 @@ def train_epoch(model, opt, recipe: Recipe, x_all, y_all, *, epoch, seed, device
     gen.manual_seed(_epoch_seed(seed, epoch))  # shuffle and augmentation: the same on every rank
     perm = torch.randperm(n, generator=gen, device=device)
     side = recipe.image_size(epoch)  # progressive resizing
-    size = side if side < 32 else None
+    size = side if side < IMAGE_SIDE else None
     crop_to, scale_to = (size, None) if recipe.small_mode == "crop" else (None, size)
     flips = alternating_flips(n, seed, epoch, device) if recipe.flip and recipe.flip_mode == "alternate" else None
     model.train()
@@ -63,8 +63,9 @@ def train_epoch(model, opt, recipe: Recipe, x_all, y_all, *, epoch, seed, device
         if crop_to is not None:
             xb = window(xb, crop_to, gen)
         xb, yb = dist.shard(xb), dist.shard(y_all[idx])
+        factor = lr_factor(recipe, epoch * steps + i, total_steps, steps)
         for group in opt.param_groups:
-            group["lr"] = group.get("peak_lr", recipe.lr) * lr_factor(recipe, epoch * steps + i, total_steps, steps)
+            group["lr"] = group.get("peak_lr", recipe.lr) * factor
         with autocast(device, precision):
             logits = model(to_input(xb) if scale_to is None else downscale(to_input(xb), scale_to))
             loss = dist.batch_loss(logits.float(), yb, len(idx), recipe.label_smoothing)

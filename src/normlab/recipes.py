@@ -8,6 +8,8 @@ reports read those and never look at today's presets. Experiment-only presets li
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 
@@ -22,6 +24,7 @@ SMALL_MODES = ("scale", "crop")
 SCHEDULE_CLOCKS = ("steps", "compute")
 MAX_CROP_PAD = 16   # reflect padding needs pad < 32 (the image side); half the image is already absurd
 MAX_CUTOUT = 32     # the whole image
+IMAGE_SIDE = 32     # CIFAR-10's images, the size every run ends training at and is tested at
 MIN_SMALL_SIZE = 8  # S8 and the convmixers pool or patch by 4 in all: 8 px leaves them a 2x2 map
 
 
@@ -119,8 +122,8 @@ class Recipe:
             raise _bad("mid_epochs", self.mid_epochs, f"between 0 and {self.epochs - self.small_epochs - 1} (after "
                        f"the {self.small_epochs} small epochs, the last epoch trains at full size)")
         for key in ("small_size", "mid_size"):
-            if not MIN_SMALL_SIZE <= getattr(self, key) <= 32:
-                raise _bad(key, getattr(self, key), f"between {MIN_SMALL_SIZE} and 32 pixels")
+            if not MIN_SMALL_SIZE <= getattr(self, key) <= IMAGE_SIDE:
+                raise _bad(key, getattr(self, key), f"between {MIN_SMALL_SIZE} and {IMAGE_SIDE} pixels")
         if not 0 <= self.cutout <= MAX_CUTOUT:
             raise _bad("cutout", self.cutout, f"between 0 and {MAX_CUTOUT} pixels")
         if self.nesterov and self.momentum == 0 and self.optimizer != "adamw":
@@ -130,7 +133,7 @@ class Recipe:
         """The side, in pixels, of the images epoch ``epoch`` (0-based) trains on: progressive resizing."""
         if epoch < self.small_epochs:
             return self.small_size
-        return self.mid_size if epoch < self.small_epochs + self.mid_epochs else 32
+        return self.mid_size if epoch < self.small_epochs + self.mid_epochs else IMAGE_SIDE
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -342,13 +345,14 @@ def lr_factor(recipe: Recipe, step: int, total_steps: int, steps_per_epoch: int)
     return 0.5 * (1 + math.cos(math.pi * progress))  # cosine
 
 
+@functools.lru_cache(maxsize=8)  # lr_factor asks every step; the recipe and epoch length stay the same
 def _clock(recipe: Recipe, steps_per_epoch: int):
     """Step count -> elapsed schedule time: the steps themselves, or (``schedule_clock=compute``) steps
     weighted by their images' area, a step on s x s images counting (s / 32)^2 of a full-size one."""
     if recipe.schedule_clock == "steps" or not (recipe.small_epochs or recipe.mid_epochs):
         return lambda step: step
-    weights = [(recipe.image_size(e) / 32) ** 2 for e in range(recipe.epochs)]
-    before = [sum(weights[:e]) * steps_per_epoch for e in range(recipe.epochs + 1)]  # at each epoch's start
+    weights = [(recipe.image_size(e) / IMAGE_SIDE) ** 2 for e in range(recipe.epochs)]
+    before = [w * steps_per_epoch for w in itertools.accumulate(weights, initial=0.0)]  # at each epoch's start
 
     def clock(step: float) -> float:
         epoch = min(int(step // steps_per_epoch), recipe.epochs - 1)
