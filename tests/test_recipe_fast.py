@@ -130,6 +130,9 @@ def test_progressive_resizing_fields_are_checked_and_described():
     # a middle stage on the way up: 4 epochs at 16 px, 2 at 24, the last at full size
     r = Recipe("x", epochs=7, small_epochs=4, mid_epochs=2)
     assert [r.image_size(e) for e in range(7)] == [16] * 4 + [24] * 2 + [32]
+    assert r.stages() == [(16, 4), (24, 2), (32, 1)]
+    assert Recipe("x", epochs=3, mid_epochs=2, mid_size=20).stages() == [(20, 2), (32, 1)]
+    assert Recipe("x", epochs=3).stages() == [(32, 3)]
     assert "first 4 epochs at 16x16 px; then 2 at 24x24 px" in describe(r)
     assert "first 2 at 20x20 px" in describe(Recipe("x", epochs=3, mid_epochs=2, mid_size=20))
     for bad in (dict(small_epochs=4, mid_epochs=3), dict(mid_epochs=-1), dict(mid_epochs=1, mid_size=33)):
@@ -173,6 +176,20 @@ def test_speedrun_needs_at_most_a_fifth_of_the_headline_compute(norm):
         return resolve(TrainConfig(arch=arch, norm=norm, recipe=recipe)).train_compute(50_000)[1]
 
     assert compute(*SPEEDRUN_RUNS[norm]) <= compute(*HEADLINE[norm]) / 5
+
+
+def test_training_compute_counts_each_stage_at_its_own_size():
+    """S8's forward pass costs (side / 32)^2 of a full one at a smaller side (every layer is a conv or
+    a pool), so 4 epochs at 16 px, 2 at 24 and 1 at 32 cost 4/4 + 2 * 9/16 + 1 = 3.125 full-size epochs."""
+    from normlab.config import TrainConfig, resolve
+
+    spec = resolve(TrainConfig(arch="s8", norm="bn", recipe="reference",
+                               recipe_overrides=dict(epochs=7, small_epochs=4, mid_epochs=2)))
+    assert sorted(spec.macs_at) == [16, 24, 32] and spec.macs == spec.macs_at[32]
+    seen, macs = spec.train_compute(1000)
+    assert seen == 7000
+    assert macs == 1000 * (4 * spec.macs_at[16] + 2 * spec.macs_at[24] + spec.macs)
+    assert macs == pytest.approx(1000 * 3.125 * spec.macs, rel=0.02)
 
 
 def test_compute_clock_spends_less_of_the_decay_on_small_epochs():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .devices import DEVICES, PRECISIONS, compile_mode
 from .errors import NormlabError
-from .recipes import Recipe, get_recipe, recipe_label
+from .recipes import IMAGE_SIDE, Recipe, get_recipe, recipe_label
 
 PARAM_BUDGET = 50_000
 EPOCH_BUDGET = 20
@@ -67,17 +67,20 @@ class RunSpec:
     recipe_label: str
     params: int
     out: Path
-    macs: int = 0                   # multiply-adds of one forward pass of one image (convs and linears)
-    small_macs: int = 0             # the same at the recipe's small_size (progressive resizing)
-    mid_macs: int = 0               # and at its mid_size
+    macs_at: dict[int, int] = field(default_factory=dict)  # image side -> multiply-adds of one forward
+                                                            # pass of one image at that side, for every side
+                                                            # the recipe trains at (progressive resizing)
+
+    @property
+    def macs(self) -> int:
+        """Multiply-adds of one forward pass of one full-size image (convs and linears)."""
+        return self.macs_at.get(IMAGE_SIDE, 0)
 
     def train_compute(self, train_images: int) -> tuple[int, int]:
         """(images seen, multiply-adds) of the whole run's forward passes: the training compute that
         recipes are compared by (a backward pass costs about twice its forward, for every recipe alike)."""
-        r = self.recipe
-        full = r.epochs - r.small_epochs - r.mid_epochs
-        return r.epochs * train_images, train_images * (full * self.macs + r.small_epochs * self.small_macs
-                                                        + r.mid_epochs * self.mid_macs)
+        return self.recipe.epochs * train_images, train_images * sum(
+            n * self.macs_at.get(side, 0) for side, n in self.recipe.stages())
 
     def settings(self, device: str, precision: str) -> dict:
         """What defines the run's numbers: saved in config.json and checked on resume."""
@@ -123,6 +126,6 @@ def resolve(config: TrainConfig) -> RunSpec:
     params = count_params(model)
     if config.budget:
         check_budget(params, recipe.epochs, config.arch, config.norm)
+    sides = {IMAGE_SIDE} | {side for side, _ in recipe.stages()}
     return RunSpec(config, recipe, recipe_label(recipe), params, Path(config.out or config.default_out()),
-                   forward_macs(model), forward_macs(model, recipe.small_size) if recipe.small_epochs else 0,
-                   forward_macs(model, recipe.mid_size) if recipe.mid_epochs else 0)
+                   {side: forward_macs(model, side) for side in sorted(sides)})

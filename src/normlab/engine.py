@@ -160,9 +160,9 @@ def _train(spec: RunSpec, run: RunDir, settings: dict, data: Cifar10, train_x, t
         f"training images | device {device.type} | {precision}{' | compiled' if compiled else ''} | "
         f"run folder {run.path}")
     seen, macs = spec.train_compute(len(train_x))
-    stages = [f"{each / 1e6:.1f} M at {side}x{side} px in {where} {n} epochs" for each, side, where, n in (
-        (spec.small_macs, recipe.small_size, "the first", recipe.small_epochs),
-        (spec.mid_macs, recipe.mid_size, "the next" if recipe.small_epochs else "the first", recipe.mid_epochs)) if n]
+    resized = [(side, n) for side, n in recipe.stages() if side != IMAGE_SIDE]
+    stages = [f"{spec.macs_at[side] / 1e6:.1f} M at {side}x{side} px in {'the next' if i else 'the first'} {n} "
+              f"epochs" for i, (side, n) in enumerate(resized)]
     small = f" ({', '.join(stages)})" if stages else ""
     log(f"training compute: {spec.macs / 1e6:.1f} M multiply-adds per image{small} x {seen:,} images = "
         f"{macs / 1e12:.2f} T multiply-adds (forward passes)")

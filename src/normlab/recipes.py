@@ -135,6 +135,13 @@ class Recipe:
             return self.small_size
         return self.mid_size if epoch < self.small_epochs + self.mid_epochs else IMAGE_SIDE
 
+    def stages(self) -> list[tuple[int, int]]:
+        """(image side in pixels, epochs) of each stage of progressive resizing, in training order; the
+        last is the full-size one (a recipe without resizing has that one only)."""
+        full = self.epochs - self.small_epochs - self.mid_epochs
+        return [(side, n) for side, n in ((self.small_size, self.small_epochs), (self.mid_size, self.mid_epochs),
+                                          (IMAGE_SIDE, full)) if n]
+
     def to_dict(self) -> dict:
         return asdict(self)
 
