@@ -598,7 +598,7 @@ def batch_size_report(out: Path, results: list[dict], base_lr: float, data_dir=N
     rows = [[str(b)] + [f"{acc[n, b][f'{held}_acc']:.2f}" if (n, b) in acc else "" for n in norms]
             + [f"{base_lr * b / 128:.6g}"] for b in sizes]
     plot_batch_curves(out, results, out / "curves.png")
-    md = ([f"# Batch-size study", "", intro, "", "![batch size](batch_size.png)", "",
+    md = (["# Batch-size study", "", intro, "", "![batch size](batch_size.png)", "",
            "| " + " | ".join(head) + " |", "|" + "---:|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
           + ["", "## Held-out accuracy per epoch", "", "![curves](curves.png)", "", "## Per run", ""]
           + run_cards_md(results, names, missing))
