@@ -102,3 +102,40 @@ def test_ray_sweep_on_a_local_ray(real_data_dir, tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"reused 2 finished run(s): {', '.join(names)}" in again.stdout
     assert "finished s8-" not in again.stdout  # nothing trained
+
+
+def test_a_ray_worker_that_dies_is_a_one_line_error_that_says_how_to_resume(tmp_path, monkeypatch):
+    """A worker process killed mid-run (out of memory, SIGKILL, or paused past Ray's keepalive) surfaces as
+    a RayError that is not a RayTaskError; it must not escape as a traceback. A stand-in for Ray's API."""
+    import types
+
+    from normlab.sweeps import run_on_ray
+
+    class RayError(Exception):
+        pass
+
+    class RayTaskError(RayError):
+        pass
+
+    class WorkerCrashedError(RayError):
+        pass
+
+    cancelled = []
+    fake = types.SimpleNamespace(
+        exceptions=types.SimpleNamespace(RayError=RayError, RayTaskError=RayTaskError),
+        is_initialized=lambda: True, shutdown=lambda: None, cancel=cancelled.append,
+        remote=lambda **_: lambda fn: types.SimpleNamespace(remote=lambda spec: spec.out.name),
+        wait=lambda refs, num_returns: (refs[:1], refs[1:]))
+
+    def get(ref):
+        raise WorkerCrashedError("The worker died unexpectedly while executing this task.")
+
+    fake.get = get
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    configs = expand(TrainConfig(), parse_grid(["norms=bn,gn"]), tmp_path)
+    with pytest.raises(NormlabError) as info:
+        run_on_ray(configs, False, None, 1, 0, log=lambda *_: None)
+    message = str(info.value)
+    assert message.startswith(f"{configs[0].out.name}: its Ray worker died (WorkerCrashedError")
+    assert "run the same command again to resume" in message and "\n" not in message
+    assert cancelled == [configs[1].out.name]  # the other run is stopped, not left behind

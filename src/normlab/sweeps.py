@@ -128,11 +128,17 @@ def run_on_ray(configs: list[RunSpec], overwrite: bool, address: str | None, cpu
             i = pending.pop(done)
             try:
                 results[i] = ray.get(done)
-            except ray.exceptions.RayTaskError as exc:
+            except ray.exceptions.RayError as exc:
                 for ref in pending:  # a cluster outlives this process: stop the other runs too
                     ray.cancel(ref)
-                cause = exc.cause if isinstance(exc.cause, NormlabError) else exc
-                raise NormlabError(f"{configs[i].out.name}: {str(cause).strip().splitlines()[-1]}") from None
+                name = configs[i].out.name
+                if isinstance(exc, ray.exceptions.RayTaskError):  # the run raised
+                    cause = exc.cause if isinstance(exc.cause, NormlabError) else exc
+                    raise NormlabError(f"{name}: {str(cause).strip().splitlines()[-1]}") from None
+                # The process itself died: killed, out of memory, or stopped (SIGSTOP) past Ray's keepalive.
+                raise NormlabError(f"{name}: its Ray worker died ({type(exc).__name__}: killed, out of memory, or "
+                                   "paused too long); every finished epoch is in its run folder: run the same "
+                                   "command again to resume") from None
             r = results[i]
             log(f"finished {configs[i].out.name}: {headline(r)} in {r['seconds']:.0f} s "
                 f"({len(configs) - len(pending)}/{len(configs)})")
