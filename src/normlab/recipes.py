@@ -271,7 +271,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
 )}
 
 # Each norm's 20-epoch headline configuration (the README's best, three seeds): (architecture, recipe).
-HEADLINE = {"bn": ("convmixer-hr2", "fast-muon-convs-mlr0.2"), "gn": ("convmixer-s16", "fast-b128-muon-convs"),
+HEADLINE = {"bn": ("convmixer-hr2", "fast-muon-convs-mlr0.2"), "gn": ("convmixer-fr32", "fast-b128-muon-convs"),
             "ln": ("convmixer-fr32", "fast-b128-muon-convs")}
 # Each norm's speedrun: (architecture, recipe).
 SPEEDRUN_RUNS = {"bn": ("convmixer-s16", "speedrun-bn"), "gn": ("convmixer-s16", "speedrun"),
