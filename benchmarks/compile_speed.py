@@ -22,12 +22,11 @@ import time
 import torch
 
 from normlab import build_model
-from normlab.devices import cpu_class, cpu_description, resolve_precision
+from normlab.devices import cpu_class, cpu_description
 from normlab.engine import FullBatchCompiled, train_epoch
 from normlab.optim import make_optimizer
-from normlab.recipes import get_recipe
 
-from _timing import write_record
+from _timing import random_training_data, write_record
 
 
 def main() -> None:
@@ -43,13 +42,8 @@ def main() -> None:
     p.add_argument("--json", help="also write the figures and the CPU to this JSON file")
     p.add_argument("--pair", help=argparse.SUPPRESS)  # internal: measure one "arch,norm" in this process
     a = p.parse_args()
-    device = torch.device("cpu")
-    precision = resolve_precision(a.precision, device)
-    recipe = get_recipe(a.recipe, **({"batch_size": a.batch_size} if a.batch_size else {}))
-    n = a.batches * recipe.batch_size
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=gen)
-    y = torch.randint(0, 10, (n,), generator=gen)
+    device, precision, recipe, x, y = random_training_data(a.recipe, a.batch_size, a.batches, a.precision)
+    n = len(x)
     pairs = [(arch, norm) for arch in a.archs.split(",") for norm in a.norms.split(",")]
     cpu = cpu_description()
     if not a.pair:

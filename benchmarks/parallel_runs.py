@@ -22,25 +22,17 @@ import time
 
 import torch
 
-from _timing import write_record
+from _timing import random_training_data, write_record
 
 
 def child(a) -> None:
     """One measuring process: its thread count is set before any work, as a Ray task's is."""
     torch.set_num_threads(a.child)
     from normlab import build_model
-    from normlab.devices import resolve_precision
     from normlab.engine import train_epoch
     from normlab.optim import make_optimizer
-    from normlab.recipes import get_recipe
 
-    device = torch.device("cpu")
-    precision = resolve_precision(a.precision, device)
-    recipe = get_recipe(a.recipe, **({"batch_size": a.batch_size} if a.batch_size else {}))
-    n = a.batches * recipe.batch_size
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=gen)
-    y = torch.randint(0, 10, (n,), generator=gen)
+    device, precision, recipe, x, y = random_training_data(a.recipe, a.batch_size, a.batches, a.precision)
     torch.manual_seed(0)
     model = build_model(a.arch, a.norm).to(memory_format=torch.channels_last)
     opt = make_optimizer(model, recipe)
