@@ -126,6 +126,5 @@ def resolve(config: TrainConfig) -> RunSpec:
     params = count_params(model)
     if config.budget:
         check_budget(params, recipe.epochs, config.arch, config.norm)
-    sides = {IMAGE_SIDE} | {side for side, _ in recipe.stages()}
     return RunSpec(config, recipe, recipe_label(recipe), params, Path(config.out or config.default_out()),
-                   {side: forward_macs(model, side) for side in sorted(sides)})
+                   {side: forward_macs(model, side) for side, _ in recipe.stages()})  # the last is full size

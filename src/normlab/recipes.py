@@ -131,9 +131,11 @@ class Recipe:
 
     def image_size(self, epoch: int) -> int:
         """The side, in pixels, of the images epoch ``epoch`` (0-based) trains on: progressive resizing."""
-        if epoch < self.small_epochs:
-            return self.small_size
-        return self.mid_size if epoch < self.small_epochs + self.mid_epochs else IMAGE_SIDE
+        for side, n in self.stages():
+            if epoch < n:
+                return side
+            epoch -= n
+        return IMAGE_SIDE
 
     def stages(self) -> list[tuple[int, int]]:
         """(image side in pixels, epochs) of each stage of progressive resizing, in training order; the
