@@ -137,7 +137,7 @@ def test_model_card_gains_what_the_model_costs_after_training(promoted, tmp_path
     export = tmp_path / "export"
     export.mkdir()
     (export / "export.json").write_text(json.dumps({
-        "threads": 2, "files": {"model.onnx": {"bytes": 320_000, "test_acc": 89.64},
+        "threads": 2, "cpu": "AMD EPYC", "files": {"model.onnx": {"bytes": 320_000, "test_acc": 89.64},
                                 "model.int8.onnx": {"bytes": 210_000, "test_acc": 89.3}},
         "latency_ms": {"onnxruntime int8": {"1": 1.1, "256": 80.0}}}))
     rob = tmp_path / "robustness.json"
@@ -147,7 +147,7 @@ def test_model_card_gains_what_the_model_costs_after_training(promoted, tmp_path
     promote(run, folder, export=export, robustness=rob)
     card = pretrained_card("ln", folder)
     for fragment in ["## After training", "| exported `model.int8.onnx` | 205 KiB, test accuracy 89.30% |",
-                     "1.10 ms at batch 1, 80.0 ms at batch 256 (2 threads)", "70.50% mean over 14 corruptions"]:
+                     "1.10 ms at batch 1, 80.0 ms at batch 256 (2 threads of AMD EPYC)", "70.50% mean over 14 corruptions"]:
         assert fragment in card, fragment
     rob.write_text(json.dumps({"models": {"pretrained-bn": {}}}))
     with pytest.raises(NormlabError, match="no pretrained-ln entry"):

@@ -206,3 +206,51 @@ def test_an_interrupted_measurement_goes_on_where_it_stopped(tmp_path):
     # another measurement (here: other severities) does not take the saved cells for its own
     other = measure(models, x, y, log=lambda *_: None, partial=partial, **{**args, "severities": (2,)})
     assert all(len(v) == 1 for v in other["models"]["bn"]["acc"].values())
+
+
+def test_update_measures_only_new_or_changed_models(tmp_path, real_data_dir):
+    from normlab import api
+    from normlab.runs import read_json
+    from normlab.weights import save_weights
+
+    paths = {}
+    for i, norm in enumerate(("bn", "gn", "ln")):
+        torch.manual_seed(i)
+        paths[norm] = tmp_path / norm / "model.safetensors"
+        paths[norm].parent.mkdir()
+        save_weights(build_model("s8", norm), paths[norm], "s8", norm)
+    out = tmp_path / "rob"
+    args = dict(corruptions=("contrast",), severities=(1, 4), limit=40, data_dir=real_data_dir, device="cpu", out=out,
+                log=lambda *_: None)
+    api.robustness([paths["bn"], paths["gn"]], **args)
+    # mark the bn entry: a model that is reused keeps its old figures (measuring again would replace them)
+    report = read_json(out / "robustness.json")
+    report["models"]["bn"]["clean_acc"] = 12.34
+    (out / "robustness.json").write_text(json.dumps(report))
+    torch.manual_seed(7)
+    save_weights(build_model("s8", "gn"), paths["gn"], "s8", "gn")  # gn retrained: new weights
+    lines = []
+    r = api.robustness([paths["bn"], paths["gn"], paths["ln"]], update=True, **{**args, "log": lines.append})
+    assert list(r["models"]) == ["bn", "gn", "ln"] and r["models"]["bn"]["clean_acc"] == 12.34
+    assert any(line.startswith("reusing the figures of bn from") for line in lines)
+    assert r["models"]["gn"] == api.robustness([paths["gn"]], **{**args, "out": tmp_path / "fresh"})["models"]["gn"]
+    assert list(read_json(out / "robustness.json")["models"]) == ["bn", "gn", "ln"]
+    # a model left out is left out of the new report; other settings mean measuring everything again
+    assert list(api.robustness([paths["ln"]], update=True, **args)["models"]) == ["ln"]
+    with pytest.raises(NormlabError, match=r"other settings \(severities\).*--overwrite"):
+        api.robustness([paths["ln"]], update=True, **{**args, "severities": (1,)})
+    proc = run_cli("robustness", paths["ln"], "--update", "--overwrite", "--out", out)
+    assert_one_line_error(proc, "either --overwrite", "--update")
+    assert_one_line_error(run_cli("robustness", paths["ln"], "--out", out), "already holds", "--update")
+
+
+def test_sources_name_the_weights_of_every_kind_of_model(tmp_path):
+    from normlab.api import _named_models
+    from normlab.weights import save_weights
+
+    torch.manual_seed(0)
+    a, b = build_model("s8", "gn"), build_model("s8", "gn")
+    save_weights(a, tmp_path / "a.safetensors", "s8", "gn")
+    _, sources = _named_models([a, b, tmp_path / "a.safetensors"], ["gn"])
+    assert len(set(sources.values())) == 4 and all("weights sha256" in s for s in sources.values())
+    assert _named_models([a], [])[1] == _named_models([a], [])[1]  # the same weights: the same source

@@ -24,6 +24,7 @@ from .errors import NormlabError
 from .models import build_model, count_params
 from .norms import register_norm
 from .pretrained import load_pretrained
+from .runs import WEIGHTS
 from .weights import load_model
 
 PathLike = str | os.PathLike
@@ -182,6 +183,15 @@ def _named_models(models: Iterable, pretrained: Iterable[str]) -> tuple[dict, di
 
     nets, sources = {}, {}
 
+    def digest(weights: Path | torch.nn.Module) -> str:  # sources name the weights: a report sees them change
+        h = hashlib.sha256()
+        if isinstance(weights, torch.nn.Module):
+            for k, v in weights.state_dict().items():
+                h.update(k.encode() + v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            h.update(weights.read_bytes())
+        return h.hexdigest()[:12]
+
     def add(name, net, source):
         base, k = name, 2
         while name in nets:
@@ -190,14 +200,15 @@ def _named_models(models: Iterable, pretrained: Iterable[str]) -> tuple[dict, di
 
     for m in models:
         if isinstance(m, torch.nn.Module):
-            add(type(m).__name__.lower(), m, "a model passed in Python")
+            add(type(m).__name__.lower(), m, f"a model passed in Python (weights sha256 {digest(m)}...)")
             continue
         p = Path(m)
-        add(p.parent.name if p.suffix == ".safetensors" else p.name, load_model(p), str(p))
+        net = load_model(p)  # first: it says what is wrong with a path that holds no model
+        weights = p / WEIGHTS if p.is_dir() else p
+        add(p.parent.name if p.suffix == ".safetensors" else p.name, net, f"{p} (weights sha256 {digest(weights)}...)")
     for norm in pretrained:
-        path = weights_path(norm)
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-        add(f"pretrained-{norm}", load_pretrained(norm), f"normlab pretrained {norm} (weights sha256 {digest}...)")
+        add(f"pretrained-{norm}", load_pretrained(norm),
+            f"normlab pretrained {norm} (weights sha256 {digest(weights_path(norm))}...)")
     if not nets:
         raise NormlabError("pass a run folder / .safetensors file, or --pretrained NORM")
     return nets, sources
@@ -206,12 +217,15 @@ def _named_models(models: Iterable, pretrained: Iterable[str]) -> tuple[dict, di
 def robustness(models: Iterable = (), *, pretrained: Iterable[str] = (), out: PathLike = "runs/robustness",
                corruptions: Iterable[str] | None = None, severities: Iterable[int] = (1, 2, 3, 4, 5),
                adapt_bn: bool = False, limit: int | None = None, seed: int = 0, data_dir: PathLike | None = None,
-               device: str = "auto", overwrite: bool = False, report_only: bool = False, log=print) -> dict:
+               device: str = "auto", overwrite: bool = False, update: bool = False, report_only: bool = False,
+               log=print) -> dict:
     """Accuracy of each model (run folders, weights files, nn.Modules, and/or ``pretrained=("bn", ...)``) on
     CIFAR-10-C style corruptions of the test set (normlab.corruptions), each at severities 1-5, with
     ``adapt_bn`` also after re-estimating BatchNorm statistics on each corrupted set; writes robustness.md,
-    .html, .json and heat maps into ``out`` and returns the figures. ``report_only``: redraw the report in
-    ``out`` from its robustness.json, measuring nothing."""
+    .html, .json and heat maps into ``out`` and returns the figures. A report already in ``out`` is kept
+    unless ``overwrite`` (measure every model again) or ``update`` (a report of these models that takes the
+    figures of those the old one holds with the same weights and settings). ``report_only``: redraw the
+    report in ``out`` from its robustness.json, measuring nothing."""
     from .corruptions import CORRUPTIONS
     from .robust import rewrite, run
 
@@ -220,7 +234,7 @@ def robustness(models: Iterable = (), *, pretrained: Iterable[str] = (), out: Pa
     nets, sources = _named_models(models, pretrained)
     return run(nets, sources, Path(out), corruptions=tuple(corruptions or CORRUPTIONS), severities=tuple(severities),
                adapt_bn=adapt_bn, limit=limit, seed=seed, data_dir=data_dir, device=device, overwrite=overwrite,
-               log=log)
+               update=update, log=log)
 
 
 def export(model=None, *, pretrained: str | None = None, format: str = "onnx", int8: bool = False,

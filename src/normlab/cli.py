@@ -158,7 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="use the first N test images only (default: all 10,000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the corruptions' random draws (default: 0)")
     p.add_argument("--out", default="runs/robustness", help="report folder (default: runs/robustness)")
-    p.add_argument("--overwrite", action="store_true", help="replace a robustness report already in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a robustness report already in --out, measuring every model again")
+    p.add_argument("--update", action="store_true",
+                   help="replace a robustness report already in --out with one of the models passed now, measuring "
+                        "only those it does not hold with the same weights and settings")
     p.add_argument("--report-only", action="store_true",
                    help="measure nothing: redraw the report (md, html, figures) in --out from its robustness.json")
     p.add_argument("--data-dir", help="CIFAR-10 folder (as for train)")
@@ -334,7 +338,7 @@ def cmd_robustness(a) -> None:
     severities = parse_list(a.severities, "severities", int)
     r = api.robustness(a.paths, pretrained=pretrained, out=a.out, corruptions=corruptions, severities=severities,
                        adapt_bn=a.adapt_bn, limit=a.limit, seed=a.seed, data_dir=a.data_dir, device=a.device,
-                       overwrite=a.overwrite, report_only=a.report_only)
+                       overwrite=a.overwrite, update=a.update, report_only=a.report_only)
     for name, m in r["models"].items():
         line = f"{name}: clean {m['clean_acc']:.2f}%, mean corruption accuracy {m['mean_corruption_acc']:.2f}%"
         if m["adapted_acc"] is not None:

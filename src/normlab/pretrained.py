@@ -86,9 +86,9 @@ def after_training_rows(export: dict | None = None, robustness: dict | None = No
         files = export.get("files", {})
         for name, info in files.items():
             rows.append((f"exported `{name}`", f"{info['bytes'] / 1024:,.0f} KiB, test accuracy {info['test_acc']:.2f}%"))
+        on = f"{export.get('threads')} threads" + (f" of {export['cpu']}" if export.get("cpu") else "")
         for runtime, ms in export.get("latency_ms", {}).items():
-            rows.append((f"latency, {runtime}", f"{ms['1']:.2f} ms at batch 1, {ms['256']:.1f} ms at batch 256 "
-                         f"({export.get('threads')} threads)"))
+            rows.append((f"latency, {runtime}", f"{ms['1']:.2f} ms at batch 1, {ms['256']:.1f} ms at batch 256 ({on})"))
     if robustness:
         line = (f"{robustness['mean_corruption_acc']:.2f}% mean over 14 corruptions x 5 severities "
                 f"(clean {robustness['clean_acc']:.2f}%)")

@@ -60,8 +60,11 @@ def _summary(clean: float, acc: dict[str, list[float]]) -> dict:
     families = [f for f in FAMILIES if any(CORRUPTIONS[c].family == f for c in acc)]
     by_family = {f: [v for c, vs in acc.items() if CORRUPTIONS[c].family == f for v in vs] for f in families}
     n_sev = len(next(iter(acc.values())))
-    drop = {f: [round(100 * (clean - statistics.mean(acc[c][s] for c in acc if CORRUPTIONS[c].family == f)) / clean, 2)
-                for s in range(n_sev)] for f in families}
+    def rel(v: float) -> float | None:  # no relative drop from a clean accuracy of 0
+        return round(100 * (clean - v) / clean, 2) if clean else None
+
+    drop = {f: [rel(statistics.mean(acc[c][s] for c in acc if CORRUPTIONS[c].family == f)) for s in range(n_sev)]
+            for f in families}
     return {"mean_corruption_acc": round(statistics.mean(v for vs in acc.values() for v in vs), 2),
             "family_acc": {f: round(statistics.mean(v), 2) for f, v in by_family.items()},
             "relative_drop": drop}
@@ -69,24 +72,26 @@ def _summary(clean: float, acc: dict[str, list[float]]) -> dict:
 
 def measure(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, *, corruptions=tuple(CORRUPTIONS),
             severities=SEVERITIES, adapt_bn: bool = False, seed: int = 0, device: str = "auto", log=print,
-            partial: Path | None = None, key: dict | None = None) -> dict:
+            partial: Path | None = None, key: dict | None = None, known: dict[str, dict] | None = None) -> dict:
     """Accuracy of each model on each corrupted copy of ``x`` (uint8 test images, labels ``y``); each
     corrupted set is generated once and shared by the models. With ``partial``, every finished set is
     saved there (with ``key``, what identifies the measurement), and a later call with the same key goes
-    on from it instead of starting again."""
+    on from it instead of starting again. ``known``: finished entries (of an earlier measurement with the
+    same settings) for some of the models; those are taken as they are, not measured."""
     from .devices import resolve_device
     from .runs import read_json
 
     corruptions, severities = check_names(corruptions), check_severities(severities)
     if not models:
         raise NormlabError("pass at least one model")
+    known = {n: known[n] for n in models if n in (known or {})}
     dev = resolve_device(device)
-    nets = {name: m.to(dev).eval() for name, m in models.items()}
+    nets = {name: m.to(dev).eval() for name, m in models.items() if name not in known}
     adaptable = {name: adapt_bn and has_batch_norm(m) for name, m in nets.items()}
     key = {**(key or {}), "models": sorted(nets), "images": len(x), "seed": seed, "adapt_bn": adapt_bn,
            "corruptions": corruptions, "severities": severities}
     saved = read_json(partial) if partial is not None and partial.is_file() else None
-    if saved is not None and saved.get("key") == key:
+    if nets and saved is not None and saved.get("key") == key:
         out = saved["models"]
         log(f"resuming from {partial}: {sum(len(v) for v in next(iter(out.values()))['acc'].values())} "
             "corrupted set(s) already measured")
@@ -115,6 +120,7 @@ def measure(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, *, c
         r.update(_summary(r["clean_acc"], r["acc"]))
         if r["adapted_acc"] is not None:
             r["adapted"] = _summary(r["adapted_clean_acc"], r["adapted_acc"])
+    out = {name: known[name] if name in known else out[name] for name in models}
     return {"about": ("accuracy (%) on CIFAR-10-C style corruptions of the test set (normlab.corruptions), "
                       "one figure per corruption and severity"),
             "images": len(x), "seed": seed, "corruptions": corruptions, "severities": severities,
@@ -175,6 +181,10 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.2f}"
 
 
+def _drop(clean: float, corrupted: float) -> str:
+    return f"{100 * (clean - corrupted) / clean:.1f}" if clean else "-"
+
+
 def write_report(out: Path, result: dict, sources: dict[str, str], image: torch.Tensor | None = None) -> None:
     from html import escape
 
@@ -190,13 +200,13 @@ def write_report(out: Path, result: dict, sources: dict[str, str], image: torch.
     head = ["model", "BN adaptation", "clean", "mCA", "drop (%)"] + [f"{f} acc" for f in families]
     rows = []
     for name, r in result["models"].items():
-        drop = 100 * (r["clean_acc"] - r["mean_corruption_acc"]) / r["clean_acc"]
-        rows.append([name, "no", _fmt(r["clean_acc"]), _fmt(r["mean_corruption_acc"]), f"{drop:.1f}"]
+        rows.append([name, "no", _fmt(r["clean_acc"]), _fmt(r["mean_corruption_acc"]),
+                     _drop(r["clean_acc"], r["mean_corruption_acc"])]
                     + [_fmt(r["family_acc"][f]) for f in families])
         if r["adapted_acc"] is not None:
             a = r["adapted"]
-            drop = 100 * (r["adapted_clean_acc"] - a["mean_corruption_acc"]) / r["adapted_clean_acc"]
-            rows.append([name, "yes", _fmt(r["adapted_clean_acc"]), _fmt(a["mean_corruption_acc"]), f"{drop:.1f}"]
+            rows.append([name, "yes", _fmt(r["adapted_clean_acc"]), _fmt(a["mean_corruption_acc"]),
+                         _drop(r["adapted_clean_acc"], a["mean_corruption_acc"])]
                         + [_fmt(a["family_acc"][f]) for f in families])
         elif result["adapt_bn"]:
             rows.append([name, "nothing to adapt (no BatchNorm)"] + [""] * (len(head) - 2))
@@ -217,7 +227,7 @@ def write_report(out: Path, result: dict, sources: dict[str, str], image: torch.
            "|---|---|" + "---:|" * len(result["severities"])]
     for name, r in result["models"].items():
         for label, summary in [("", r)] + ([(", BN adapted", r["adapted"])] if r["adapted_acc"] else []):
-            md += [f"| {name}{label} | {f} | " + " | ".join(f"{v:.1f}" for v in summary["relative_drop"][f]) + " |"
+            md += [f"| {name}{label} | {f} | " + " | ".join("-" if v is None else f"{v:.1f}" for v in summary["relative_drop"][f]) + " |"
                    for f in families]
     md += [""]
     sev_head = "| corruption | family | " + " | ".join(f"s{s}" for s in result["severities"]) + " |"
@@ -258,31 +268,53 @@ def rewrite(out: Path, data_dir=None, log=print) -> dict:
     return result
 
 
+def _reusable(old: dict, settings: dict, sources: dict[str, str], out: Path) -> dict[str, dict]:
+    """The entries of an earlier report (``old``, its robustness.json) that stand for the same models under
+    the same settings: same name and same source (which names the weights' sha256)."""
+    differ = sorted(k for k, v in settings.items() if old.get(k) != v)
+    if differ:
+        raise NormlabError(f"{out} holds a report measured with other settings ({', '.join(differ)}); pass "
+                           "--overwrite to measure every model again, or another --out")
+    return {n: old["models"][n] for n, s in sources.items()
+            if n in old.get("models", {}) and old.get("sources", {}).get(n) == s}
+
+
 def run(models: dict[str, nn.Module], sources: dict[str, str], out: Path, *, corruptions=tuple(CORRUPTIONS),
         severities=SEVERITIES, adapt_bn: bool = False, limit: int | None = None, seed: int = 0, data_dir=None,
-        device: str = "auto", overwrite: bool = False, log=print) -> dict:
+        device: str = "auto", overwrite: bool = False, update: bool = False, log=print) -> dict:
     """Measure ``models`` on the corrupted test set (its first ``limit`` images) and write the report into
-    ``out``; a finished report there is kept unless ``overwrite``."""
+    ``out``; a finished report there is kept unless ``overwrite``. ``update``: replace that report with one of
+    ``models``, measuring only those it does not hold already (same name, same weights, same settings)."""
     from .config import MAX_SEED, check_int
     from .data import load_cifar10
+    from .runs import read_json
 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NormlabError(f"{out}: a file of that name is in the way; pass another --out")
-    if (out / "robustness.json").exists() and not overwrite:
-        raise NormlabError(f"{out} already holds a robustness report; pass --overwrite to replace it or "
-                           "another --out")
+    if overwrite and update:
+        raise NormlabError("pass either --overwrite (measure every model again) or --update (only new or "
+                           "changed models), not both")
+    if (out / "robustness.json").exists() and not (overwrite or update):
+        raise NormlabError(f"{out} already holds a robustness report; pass --update to add or replace models "
+                           "in it, --overwrite to measure everything again, or another --out")
     if limit is not None:
         check_int(limit, "--limit", 1)
     check_int(seed, "--seed", 0, MAX_SEED)
-    check_names(corruptions)
-    check_severities(severities)
+    corruptions, severities = check_names(corruptions), check_severities(severities)
     data = load_cifar10(data_dir)
     x, y = data.test_x[:limit], data.test_y[:limit]
+    known = {}
+    if update and (out / "robustness.json").is_file():
+        settings = {"images": len(x), "seed": seed, "adapt_bn": adapt_bn, "corruptions": corruptions,
+                    "severities": severities}
+        known = _reusable(read_json(out / "robustness.json"), settings, sources, out)
+        if known:
+            log(f"reusing the figures of {', '.join(known)} from {out / 'robustness.json'} (same weights and settings)")
     out.mkdir(parents=True, exist_ok=True)
     partial = out / PARTIAL  # an interrupted measurement goes on from here when run again
     result = measure(models, x, y, corruptions=corruptions, severities=severities, adapt_bn=adapt_bn, seed=seed,
-                     device=device, log=log, partial=partial, key={"sources": sources})
+                     device=device, log=log, partial=partial, key={"sources": sources}, known=known)
     write_report(out, result, sources, image=x[1] if len(x) > 1 else x[0])
     partial.unlink(missing_ok=True)
     log(f"robustness report: {out / 'robustness.md'}")
