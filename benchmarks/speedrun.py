@@ -8,7 +8,7 @@ epoch of a recipe costs the same (the schedule changes the learning rate, not th
 20-epoch wall time is projected from its measured epochs: ``seconds x 20 / headline-epochs``. Compute is
 what normlab records in results.json (forward multiply-adds x images seen), the headline's for 20 epochs.
 
-    NORMLAB_DATA=... python benchmarks/speedrun.py --norms bn,gn,ln --out results/speedrun [--json FILE]
+    NORMLAB_DATA=... python benchmarks/speedrun.py --norms bn,gn,ln --out results/speedrun [--json FILE] [--arch ARCH]
 """
 from __future__ import annotations
 
@@ -40,10 +40,13 @@ def main() -> None:
     p.add_argument("--out", default="runs/speedrun", help="folder for the speedrun runs")
     p.add_argument("--headline-epochs", type=int, default=2, help="headline epochs measured (of its 20)")
     p.add_argument("--json", help="also write the figures and the CPU to this JSON file")
+    p.add_argument("--arch", help="train the speedrun on this architecture instead of the norm's in SPEEDRUN_RUNS "
+                                  "(a candidate before it becomes the preset's)")
     a = p.parse_args()
     rows = []
     for norm in a.norms.split(","):
         arch, recipe = SPEEDRUN_RUNS[norm]
+        arch = a.arch or arch
         folder = Path(a.out) / f"{arch}-{norm}-seed{a.seed}"
         if (folder / "results.json").is_file():
             sys.exit(f"{folder} is already finished; a side-by-side timing needs a fresh run (move it away)")

@@ -276,7 +276,9 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
 HEADLINE = {"bn": ("convmixer-hr2", "fast-muon-convs-mlr0.2"), "gn": ("convmixer-fr32", "fast-b128-muon-convs"),
             "ln": ("convmixer-fr32", "fast-b128-muon-convs")}
 # Each norm's speedrun: (architecture, recipe).
-SPEEDRUN_RUNS = {"bn": ("convmixer-s16", "speedrun-bn"), "gn": ("convmixer-s16", "speedrun"),
+# GN's moved to convmixer-fr32 with its headline (85.14% val against 84.54 on convmixer-s16; 3 test seeds
+# 85.23 ± 0.52 against 84.47 ± 0.07), still a fifth of the headline's compute.
+SPEEDRUN_RUNS = {"bn": ("convmixer-s16", "speedrun-bn"), "gn": ("convmixer-fr32", "speedrun"),
                  "ln": ("convmixer-fr32", "speedrun")}
 
 
