@@ -177,8 +177,8 @@ def plot_gallery(image: torch.Tensor, names: list[str], path: Path, seed: int = 
     save_figure(fig, path, dpi=100)
 
 
-def _fmt(v) -> str:
-    return "-" if v is None else f"{v:.2f}"
+def _fmt(v, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
 
 
 def _drop(clean: float, corrupted: float) -> str:
@@ -227,7 +227,7 @@ def write_report(out: Path, result: dict, sources: dict[str, str], image: torch.
            "|---|---|" + "---:|" * len(result["severities"])]
     for name, r in result["models"].items():
         for label, summary in [("", r)] + ([(", BN adapted", r["adapted"])] if r["adapted_acc"] else []):
-            md += [f"| {name}{label} | {f} | " + " | ".join("-" if v is None else f"{v:.1f}" for v in summary["relative_drop"][f]) + " |"
+            md += [f"| {name}{label} | {f} | " + " | ".join(_fmt(v, 1) for v in summary["relative_drop"][f]) + " |"
                    for f in families]
     md += [""]
     sev_head = "| corruption | family | " + " | ".join(f"s{s}" for s in result["severities"]) + " |"
