@@ -54,14 +54,20 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.
     return round(evaluate(model, x, y, device, "fp32")["acc"], 2)
 
 
+def _drop(clean: float, corrupted: float) -> float | None:
+    """The relative drop ``(clean - corrupted) / clean`` in %; none from a clean accuracy of 0."""
+    return 100 * (clean - corrupted) / clean if clean else None
+
+
 def _summary(clean: float, acc: dict[str, list[float]]) -> dict:
     """mCA, the mean accuracy per family (over its corruptions and severities) and the relative drop per
     family and severity."""
     families = [f for f in FAMILIES if any(CORRUPTIONS[c].family == f for c in acc)]
     by_family = {f: [v for c, vs in acc.items() if CORRUPTIONS[c].family == f for v in vs] for f in families}
     n_sev = len(next(iter(acc.values())))
-    def rel(v: float) -> float | None:  # no relative drop from a clean accuracy of 0
-        return round(100 * (clean - v) / clean, 2) if clean else None
+    def rel(v: float) -> float | None:
+        d = _drop(clean, v)
+        return None if d is None else round(d, 2)
 
     drop = {f: [rel(statistics.mean(acc[c][s] for c in acc if CORRUPTIONS[c].family == f)) for s in range(n_sev)]
             for f in families}
@@ -181,10 +187,6 @@ def _fmt(v, digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
-def _drop(clean: float, corrupted: float) -> str:
-    return f"{100 * (clean - corrupted) / clean:.1f}" if clean else "-"
-
-
 def write_report(out: Path, result: dict, sources: dict[str, str], image: torch.Tensor | None = None) -> None:
     from html import escape
 
@@ -201,12 +203,12 @@ def write_report(out: Path, result: dict, sources: dict[str, str], image: torch.
     rows = []
     for name, r in result["models"].items():
         rows.append([name, "no", _fmt(r["clean_acc"]), _fmt(r["mean_corruption_acc"]),
-                     _drop(r["clean_acc"], r["mean_corruption_acc"])]
+                     _fmt(_drop(r["clean_acc"], r["mean_corruption_acc"]), 1)]
                     + [_fmt(r["family_acc"][f]) for f in families])
         if r["adapted_acc"] is not None:
             a = r["adapted"]
             rows.append([name, "yes", _fmt(r["adapted_clean_acc"]), _fmt(a["mean_corruption_acc"]),
-                         _drop(r["adapted_clean_acc"], a["mean_corruption_acc"])]
+                         _fmt(_drop(r["adapted_clean_acc"], a["mean_corruption_acc"]), 1)]
                         + [_fmt(a["family_acc"][f]) for f in families])
         elif result["adapt_bn"]:
             rows.append([name, "nothing to adapt (no BatchNorm)"] + [""] * (len(head) - 2))
