@@ -98,6 +98,16 @@ def test_report_of_runs_from_different_folders_and_settings(tmp_path):
     assert html.count("<img ") == 1 + 3 * len(folders)
 
 
+def test_report_intro_names_every_thread_count_its_runs_used(tmp_path):
+    # The intro says what every run shares; runs trained with 2 and 1 threads must not read as all 2.
+    runs = _fake_study(tmp_path, norms=("bn",))
+    atomic_write_json(tmp_path / "s8-bn-seed1" / "results.json", {**runs[1], "threads": 1})
+    proc = run_cli("report", tmp_path / "s8-bn-seed0", tmp_path / "s8-bn-seed1", "--out", tmp_path / "rep")
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert f"bf16 on cpu (2 or 1 threads), torch {torch.__version__}." in md
+
+
 def test_report_refuses_missing_and_unfinished_runs(tmp_path):
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "metrics.jsonl").write_text("")

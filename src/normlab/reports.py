@@ -402,7 +402,10 @@ def _intro(results: list[dict], held: str) -> str:
     if "epochs" not in varying:
         shared.append(f"{first['epochs']} epochs")
     shared.append(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
-    where = f"on {first['device']} ({first.get('threads', '?')} threads), torch {first['torch']}"
+    def each(key):  # a setting the runs may not share: every value, in the order the runs have them
+        return " or ".join(str(v) for v in dict.fromkeys(r.get(key, "?") for r in results))
+
+    where = f"on {each('device')} ({each('threads')} threads), torch {each('torch')}"
     shared.append(where if "precision" in varying else f"{first['precision']} {where}")
     head = ", ".join(shared)
     return (f"{head[0].upper()}{head[1:]}. Accuracies in percent at the final epoch"
