@@ -1,5 +1,7 @@
-"""The repository itself: what git tracks stays light, and importing normlab leaves matplotlib alone."""
+"""The repository itself: what git tracks stays light, its docs' links lead somewhere, and importing normlab
+leaves matplotlib alone."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -72,3 +74,47 @@ def test_importing_normlab_leaves_the_matplotlib_backend_alone():
             "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
+
+
+# Markdown links between the docs: `[text](path#anchor)`. Headings get renamed; a link to the old anchor
+# then still renders, but lands at the top of the page. Anchors follow GitHub's rule: the heading's text
+# (a link in it counts as its text) lower-cased, punctuation but hyphens and underscores dropped, spaces as
+# hyphens, and -1, -2 ... after a repeated heading.
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+
+
+def heading_anchors(text: str):  # yields each heading's anchor
+    seen: dict[str, int] = {}
+    for line in FENCE.sub("", text).splitlines():
+        if m := re.match(r"#{1,6} (.*)", line):
+            heading = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", m.group(1)).strip().lower()
+            slug = re.sub(r"[^\w\- ]", "", heading).replace(" ", "-")
+            n = seen.get(slug, 0)
+            seen[slug] = n + 1
+            yield slug if n == 0 else f"{slug}-{n}"
+
+
+def test_heading_anchors_follow_github():
+    text = "# Top\n## `speedrun` (GN), `speedrun-ln` and [x](y.md)\n```\n# not a heading\n```\n## Top\n"
+    assert list(heading_anchors(text)) == ["top", "speedrun-gn-speedrun-ln-and-x", "top-1"]
+
+
+def test_links_between_docs_lead_to_a_file_and_heading():
+    """README, docs/ and results/README.md: every relative link names a tracked file, and an anchor a heading
+    in it (reports under results/<study>/ link to figures `normlab report` draws, so they are left out)."""
+    names = [n for n in tracked_sizes() if n.endswith(".md") and not (n.startswith("results/") and n.count("/") > 1)]
+    assert "README.md" in names
+    broken = []
+    for name in names:
+        source = ROOT / name
+        for target in LINK.findall(FENCE.sub("", source.read_text())):
+            if re.match(r"[a-z]+:", target):  # https:, mailto:
+                continue
+            path, _, anchor = target.partition("#")
+            dest = (source.parent / path) if path else source
+            if not dest.exists():
+                broken.append(f"{name}: {target} (no such file)")
+            elif anchor and dest.suffix == ".md" and anchor not in set(heading_anchors(dest.read_text())):
+                broken.append(f"{name}: {target} (no such heading)")
+    assert not broken, "broken links:\n" + "\n".join(broken)
