@@ -114,3 +114,17 @@ def test_the_cpu_of_each_row_is_named():
     assert leaderboards.rows(results, ["s8", "s8"])[0]["cpu"] == "Intel Xeon, unrecorded"
     results[1].update(cpu="Intel(R) Xeon(R) Processor", compiled=True)  # a compiled run says so
     assert leaderboards.rows(results, ["s8", "s8"])[0]["cpu"] == "Intel Xeon, Intel Xeon (compiled)"
+
+
+def test_a_board_part_way_says_which_runs_it_still_lacks(tmp_path):
+    results = [{"arch": "s8", "norm": n, "seed": 0, "batch_size": 128, "test_acc": 70.0, "params": 1,
+                "images_per_second": 1.0} for n in ("bn", "gn")]
+    missing = [{"protocol": "s8", "batch": 4, "seed": s, "norm": n} for s in (0, 1) for n in ("bn", "gn")]
+    assert leaderboards.still_to_run(missing) == "s8, batch 4, seed 0: bn, gn; s8, batch 4, seed 1: bn, gn"
+    leaderboards.write(tmp_path, leaderboards.rows(results, ["s8", "s8"]), False, 6, 2, missing)
+    assert "Still to run (4): s8, batch 4, seed 0: bn, gn; s8, batch 4, seed 1: bn, gn." in (
+        tmp_path / "leaderboard.md").read_text()
+    assert "Still to run (4)" in (tmp_path / "leaderboard.html").read_text()
+    assert json.loads((tmp_path / "leaderboard.json").read_text())["runs_missing"] == missing
+    leaderboards.write(tmp_path, leaderboards.rows(results, ["s8", "s8"]), False, 2, 2)  # complete: no such line
+    assert "Still to run" not in (tmp_path / "leaderboard.md").read_text()

@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/leaderboard", help="folder for the runs and the board (default: "
                    "runs/leaderboard)")
     p.add_argument("--backend", default="local", choices=["local", "ray"], help="as for sweep (default: local)")
-    p.add_argument("--report-only", action="store_true", help="train nothing: write the board from finished runs")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: write the board from finished runs (and list the runs it still lacks)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     p.add_argument("--precision", default="auto", help="fp32, bf16 or auto (default: auto)")
     p.add_argument("--data-dir", help="CIFAR-10 folder (as for train)")

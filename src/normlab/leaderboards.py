@@ -132,8 +132,20 @@ def _fmt_diff(row: dict) -> str:
     return "-" if row["diff_to_bn"] is None else _pm(row["diff_to_bn"], row["diff_ci95"], "+")
 
 
-def write(out: Path, table: list[dict], quick: bool, expected: int, finished: int) -> None:
-    """leaderboard.md, leaderboard.html and leaderboard.json (``quick-`` before each name for a quick board)."""
+def still_to_run(missing: list[dict]) -> str:
+    """The runs a board lacks in one line, grouped the way the board trains them: 's8, batch 4, seed 1: bn,
+    gn; s8, batch 4, seed 2: bn' (``missing``: dicts with protocol, batch, seed and norm)."""
+    groups: dict[tuple, list[str]] = {}
+    for m in missing:
+        groups.setdefault((m["protocol"], m["batch"], m["seed"]), []).append(m["norm"])
+    return "; ".join(f"{p}, batch {b}, seed {s}: {', '.join(norms)}" for (p, b, s), norms in groups.items())
+
+
+def write(out: Path, table: list[dict], quick: bool, expected: int, finished: int,
+          missing: list[dict] | None = None) -> None:
+    """leaderboard.md, leaderboard.html and leaderboard.json (``quick-`` before each name for a quick board).
+    ``missing``: the planned runs that have not finished (protocol, batch, seed, norm), listed after the
+    table so a board grown a few runs at a time says what it still lacks."""
     from html import escape
 
     prefix = "quick-" if quick else ""
@@ -150,7 +162,9 @@ def write(out: Path, table: list[dict], quick: bool, expected: int, finished: in
              for r in table]
     md = [f"# {title}", "", intro, "", "| " + " | ".join(head) + " |", "|---|---:|---|---:|---:|---:|---:|---:|---|"]
     md += ["| " + " | ".join(c) + " |" for c in cells]
-    md += ["", "Protocols: " + "; ".join(f"`{k}`: {p.about} (`{p.arch}`, `{p.recipe}`)" for k, p in PROTOCOLS.items())]
+    protocols = "Protocols: " + "; ".join(f"`{k}`: {p.about} (`{p.arch}`, `{p.recipe}`)" for k, p in PROTOCOLS.items())
+    todo = f"Still to run ({len(missing)}): {still_to_run(missing)}." if missing else ""
+    md += ["", protocols] + (["", todo] if todo else [])
     atomic_write_text(out / f"{prefix}leaderboard.md", "\n".join(md) + "\n")
     body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in cells)
     html = (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title><style>"
@@ -158,10 +172,13 @@ def write(out: Path, table: list[dict], quick: bool, expected: int, finished: in
             "table{border-collapse:collapse}th,td{padding:.35em .8em;border-bottom:1px solid #dde;text-align:right}"
             "th{background:#eef1f6}td:nth-child(1),td:nth-child(3){text-align:left}.quick{color:#b00}"
             f"</style></head><body><h1 class='{'quick' if quick else ''}'>{escape(title)}</h1><p>{escape(intro)}</p>"
-            f"<table><tr>{''.join(f'<th>{escape(h)}</th>' for h in head)}</tr>{body}</table></body></html>")
+            f"<table><tr>{''.join(f'<th>{escape(h)}</th>' for h in head)}</tr>{body}</table>"
+            + "".join(f"<p>{escape(text.replace('`', ''))}</p>" for text in (protocols, todo) if text)
+            + "</body></html>")
     atomic_write_text(out / f"{prefix}leaderboard.html", html)
     atomic_write_json(out / f"{prefix}leaderboard.json", {"quick": quick, "runs_expected": expected,
-                                                          "runs_finished": finished, "rows": table})
+                                                          "runs_finished": finished, "rows": table,
+                                                          "runs_missing": list(missing or [])})
 
 
 def leaderboard(norms: list[str], protocols: list[str], out: Path, *, seeds=SEEDS, quick: bool = False,
@@ -187,6 +204,10 @@ def leaderboard(norms: list[str], protocols: list[str], out: Path, *, seeds=SEED
     if not done:
         raise NormlabError(f"{out}: no finished runs for this board yet; drop --report-only to train them")
     table = rows([r for r, _ in done], [p for _, p in done])
-    write(out, table, quick, len(planned), len(done))
+    missing = [{"protocol": p, "batch": c.batch_size, "seed": c.seed, "norm": c.norm}
+               for r, (p, c) in zip(results, planned) if r is None]
+    write(out, table, quick, len(planned), len(done), missing)
     log(f"leaderboard: {out / (('quick-' if quick else '') + 'leaderboard.md')}")
+    if missing:
+        log(f"{len(done)} of {len(planned)} runs finished; still to run: {still_to_run(missing)}")
     return table
