@@ -101,8 +101,9 @@ def test_heading_anchors_follow_github():
 
 
 def test_links_between_docs_lead_to_a_file_and_heading():
-    """README, docs/ and results/README.md: every relative link names a tracked file, and an anchor a heading
-    in it (reports under results/<study>/ link to figures `normlab report` draws, so they are left out)."""
+    """README, docs/ and results/README.md: every relative link names a file or folder of the checkout, and
+    an anchor a heading in it (reports under results/<study>/ link to figures `normlab report` draws, so
+    they are left out)."""
     names = [n for n in tracked_sizes() if n.endswith(".md") and not (n.startswith("results/") and n.count("/") > 1)]
     assert "README.md" in names
     broken = []
