@@ -12,12 +12,18 @@ git keeps weights behind a claim, and the tracked tree must stay small enough to
 Every other run trained on a validation split and was judged on it only; its config, metrics, results
 and confusion matrix stay, and the weights can be had again by running its config (or from git history).
 Before a run's weights go, its gallery record (misclassified.json) is written from them, so that
-`normlab report` still draws its gallery. Without --apply, only lists what it would drop.
+`normlab report` still draws its gallery.
+
+A run copied into a second folder (the leaderboard reuses runs of earlier studies under the same protocol)
+keeps its weights once: every later copy, by path, becomes a relative link to the first, which loads the
+same and weighs nothing. Without --apply, only lists what it would drop and link.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -38,6 +44,30 @@ def droppable(runs: list[Path]) -> list[Path]:
     return [run for run in sorted(runs) if run not in keep and (run / WEIGHTS).is_file()]
 
 
+def duplicates(runs: list[Path]) -> list[tuple[Path, Path]]:
+    """(copy, original) for every run among ``runs`` whose weights are a byte-for-byte copy of an earlier
+    run's (by path); links are already deduplicated and left out."""
+    first: dict[str, Path] = {}
+    pairs = []
+    for run in sorted(runs):
+        weights = run / WEIGHTS
+        if weights.is_file() and not weights.is_symlink():
+            digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+            if digest in first:
+                pairs.append((run, first[digest]))
+            else:
+                first[digest] = run
+    return pairs
+
+
+def link(copy: Path, original: Path) -> None:
+    """Replace ``copy``'s weights by a relative link to ``original``'s, atomically."""
+    tmp = copy / f".{WEIGHTS}.link"
+    tmp.unlink(missing_ok=True)
+    os.symlink(os.path.relpath(original / WEIGHTS, copy), tmp)
+    os.replace(tmp, copy / WEIGHTS)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="*", type=Path, default=[ROOT / "results"],
@@ -48,9 +78,17 @@ def main(argv=None) -> int:
                    if (p.parent / "config.json").is_file()})
     drop = droppable(runs)
     size = sum((run / WEIGHTS).stat().st_size for run in drop)
+    copies = [(copy, original) for copy, original in duplicates(runs) if copy not in drop]
     print(f"{len(drop)} of {len(runs)} runs' weights are not needed ({size / 1e6:.1f} MB)")
+    print(f"{len(copies)} runs' weights copy another run's "
+          f"({sum((c / WEIGHTS).stat().st_size for c, _ in copies) / 1e6:.1f} MB)")
     if not args.apply:
-        print("\n".join(str(run) for run in drop))
+        print("\n".join([str(run) for run in drop] + [f"{c} = {o}" for c, o in copies]))
+        return 0
+    for copy, original in copies:
+        link(copy, original)
+        print(f"{copy}: weights linked to {original}")
+    if not drop:
         return 0
     from normlab.data import load_cifar10
     from normlab.reports import keep_gallery_record

@@ -57,7 +57,21 @@ def test_results_keep_weights_only_where_a_figure_needs_them():
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "prune_weights.py")], capture_output=True,
                           text=True)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("0 of "), f"drop them with scripts/prune_weights.py --apply:\n{proc.stdout}"
+    dropped, copies = proc.stdout.splitlines()[:2]
+    assert dropped.startswith("0 of "), f"drop them with scripts/prune_weights.py --apply:\n{proc.stdout}"
+    assert copies.startswith("0 runs"), f"link them with scripts/prune_weights.py --apply:\n{proc.stdout}"
+
+
+def test_tracked_links_lead_to_a_tracked_file_of_the_checkout():
+    """Weights kept once are linked from their copies (scripts/prune_weights.py): relative links that a
+    clone, and the copy sent to a GPU machine, keep working."""
+    tracked = set(tracked_sizes())
+    links = [name for name in tracked if (ROOT / name).is_symlink()]
+    for name in links:
+        target = os.readlink(ROOT / name)
+        assert not os.path.isabs(target), f"{name} links to an absolute path: {target}"
+        resolved = os.path.relpath(os.path.realpath(ROOT / name), os.path.realpath(ROOT))
+        assert resolved in tracked and not (ROOT / resolved).is_symlink(), f"{name} -> {target}: not a tracked file"
 
 
 def test_no_figures_are_tracked_under_results():
