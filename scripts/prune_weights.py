@@ -72,13 +72,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="*", type=Path, default=[ROOT / "results"],
                         help="where to look for run folders (default: results/)")
-    parser.add_argument("--apply", action="store_true", help="write the gallery records and delete the weights")
+    parser.add_argument("--apply", action="store_true", help="write the gallery records, delete the weights and link the copies")
     args = parser.parse_args(argv)
     runs = sorted({p.parent for folder in args.folders for p in folder.rglob(RESULTS)
                    if (p.parent / "config.json").is_file()})
     drop = droppable(runs)
     size = sum((run / WEIGHTS).stat().st_size for run in drop)
-    copies = [(copy, original) for copy, original in duplicates(runs) if copy not in drop]
+    copies = duplicates([run for run in runs if run not in drop])  # never a link to weights about to go
     print(f"{len(drop)} of {len(runs)} runs' weights are not needed ({size / 1e6:.1f} MB)")
     print(f"{len(copies)} runs' weights copy another run's "
           f"({sum((c / WEIGHTS).stat().st_size for c, _ in copies) / 1e6:.1f} MB)")
